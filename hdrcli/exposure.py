@@ -1,0 +1,228 @@
+"""Exposure of each frame, and ordering frames into a bracket.
+
+Convention: the *relative exposure* of a frame is
+
+    t_eff = t * ISO / 100 / N**2        (t in seconds, N the f-number)
+
+proportional to the light a pixel collects. Frames are ordered by t_eff (never by file
+name), and the merged HDR is expressed in the units of the shortest exposure: a pixel
+value v in the frame with relative exposure t_eff maps to radiance f^-1(v) * t_min / t_eff.
+
+Exposure sources, in priority order: ``--exposures`` (seconds), ``--ev`` (stops, t =
+2**ev), ``--exposure-file``, then EXIF. User-given values are taken as t_eff directly
+(same ISO and aperture assumed).
+
+Accepted ``--exposure-file`` formats (``#`` starts a comment):
+
+* ``seconds``: one exposure time per line, in the order the frames were given
+  (``1/60``, ``0.25``, ``2``).
+* ``ev``: one EV stop value per line, in input order (the Kalantari ``exposure.txt``).
+* ``opencv``: ``NAME INV_T`` per line, as in OpenCV's HDR samples: the second column is
+  the *inverse* of the exposure time (``memorial00.png 0.03125`` means 32 s); matched to
+  frames by file name.
+
+``auto`` picks ``opencv`` for two-column files, ``ev`` for a file named ``exposure.txt``
+or with any value <= 0, else ``seconds``, and says which it chose.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from hdrcli.errors import HdrError
+from hdrcli.io.frames import Frame
+from hdrcli.log import info, warn
+
+DEFAULT_ISO = 100.0
+DEFAULT_F_NUMBER = 8.0
+EXPOSURE_FILE_FORMATS = ("auto", "seconds", "ev", "opencv")
+
+
+def parse_number(text: str, what: str = "value") -> float:
+    """Parse '1/60', '0.25', '2' or '-1.5' into a float; HdrError on anything else."""
+    text = text.strip()
+    try:
+        return float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise HdrError(f"cannot read {what} '{text}' (expected a number such as 1/60, 0.25 or -2)") from None
+
+
+def parse_list(text: str, what: str) -> list[float]:
+    """Comma-separated numbers, e.g. '1/60,1/15,1/4' or '-2,0,2'."""
+    items = [t for t in text.replace(" ", "").split(",") if t]
+    if not items:
+        raise HdrError(f"empty {what} list")
+    return [parse_number(t, what) for t in items]
+
+
+def seconds_from_ev(stops: list[float]) -> list[float]:
+    """EV stops to relative exposure times: t = 2**ev."""
+    return [2.0**ev for ev in stops]
+
+
+def read_exposure_file(path: str | os.PathLike[str], frame_names: list[str], fmt: str = "auto") -> list[float]:
+    """Exposure times (seconds, relative) for ``frame_names`` from a list file."""
+    path = Path(path)
+    if fmt not in EXPOSURE_FILE_FORMATS:
+        raise HdrError(f"unknown exposure file format '{fmt}' (use {', '.join(EXPOSURE_FILE_FORMATS)})")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HdrError(f"cannot read exposure file ({getattr(exc, 'strerror', None) or exc})", path) from None
+    rows = [line.split("#", 1)[0].split() for line in text.splitlines()]
+    rows = [r for r in rows if r]
+    if not rows:
+        raise HdrError("exposure file holds no values", path)
+    if fmt == "auto":
+        if all(len(r) == 2 for r in rows):
+            fmt = "opencv"
+        elif all(len(r) == 1 for r in rows):
+            values = [parse_number(r[0], "exposure") for r in rows]
+            fmt = "ev" if path.name.lower() == "exposure.txt" or any(v <= 0 for v in values) else "seconds"
+        else:
+            raise HdrError("exposure file mixes one- and two-column lines", path)
+        info(f"{path.name}: read as '{fmt}' exposure list")
+    if fmt == "opencv":
+        table: dict[str, float] = {}
+        for row in rows:
+            if len(row) != 2:
+                raise HdrError(f"expected 'NAME 1/t' lines, got '{' '.join(row)}'", path)
+            inverse = parse_number(row[1], "inverse exposure time")
+            if inverse <= 0:
+                raise HdrError(f"inverse exposure time must be > 0 for {row[0]}", path)
+            table[Path(row[0]).name] = 1.0 / inverse
+        missing = [n for n in frame_names if n not in table]
+        if missing:
+            raise HdrError(f"no exposure listed for {', '.join(missing)}", path)
+        return [table[n] for n in frame_names]
+    if any(len(r) != 1 for r in rows):
+        raise HdrError(f"expected one value per line for the '{fmt}' format", path)
+    values = [parse_number(r[0], "exposure") for r in rows]
+    if len(values) != len(frame_names):
+        raise HdrError(f"lists {len(values)} exposures for {len(frame_names)} frames", path)
+    return seconds_from_ev(values) if fmt == "ev" else values
+
+
+def _fill(frames: list[Frame], attr: str, default: float, label: str) -> list[float]:
+    values = [getattr(f.exif, attr) for f in frames]
+    known = [v for v in values if v is not None]
+    if len(known) == len(values):
+        return values  # type: ignore[return-value]
+    fill = Counter(known).most_common(1)[0][0] if known else default
+    missing = [f.name for f, v in zip(frames, values) if v is None]
+    source = "the value of the other frames" if known else "the default"
+    warn(f"no {label} in EXIF of {', '.join(missing)}: assuming {label} {fill:g} ({source})")
+    return [fill if v is None else v for v in values]
+
+
+def exif_exposures(frames: list[Frame]) -> list[float]:
+    """Relative exposures t * ISO/100 / N**2 from EXIF.
+
+    A missing ISO or f-number is filled with the most common value among the other
+    frames, or ISO 100 / f/8 when no frame has one (a warning names the files). A
+    missing exposure time cannot be guessed and raises HdrError.
+    """
+    for frame in frames:
+        if frame.exif.exposure_time is None:
+            raise HdrError(
+                "no exposure time in EXIF; give --exposures (seconds), --ev (stops) or --exposure-file",
+                frame.path,
+            )
+    isos = _fill(frames, "iso", DEFAULT_ISO, "ISO")
+    f_numbers = _fill(frames, "f_number", DEFAULT_F_NUMBER, "f-number")
+    return [f.exif.exposure_time * iso / 100.0 / n**2 for f, iso, n in zip(frames, isos, f_numbers)]  # type: ignore[operator]
+
+
+@dataclass
+class Bracket:
+    """Frames of one scene ordered by exposure, shortest first.
+
+    Attributes:
+        frames: the frames, sorted by increasing relative exposure.
+        exposures: relative exposure t_eff of each frame (arbitrary common unit).
+        reference: index (into ``frames``) of the reference frame for alignment and
+            for the learned backends.
+    """
+
+    frames: list[Frame]
+    exposures: list[float]
+    reference: int
+
+    @property
+    def relative_exposures(self) -> list[float]:
+        """Exposures normalised so the shortest is 1 (the HDR output's unit)."""
+        shortest = self.exposures[0]
+        return [e / shortest for e in self.exposures]
+
+    @property
+    def stops(self) -> list[float]:
+        """Exposure of each frame in EV stops relative to the shortest."""
+        return [math.log2(r) for r in self.relative_exposures]
+
+
+def make_bracket(frames: list[Frame], exposures: list[float], reference: str | int | None = None) -> Bracket:
+    """Order frames by exposure and choose the reference frame.
+
+    Args:
+        frames: at least two frames of one scene.
+        exposures: relative exposure of each frame, same order as ``frames``.
+        reference: None for the middle exposure (index n // 2 of the sorted frames), an
+            index into the sorted frames, or a file name.
+    """
+    if len(frames) < 2:
+        name = frames[0].name if frames else "(none)"
+        raise HdrError(f"a bracket needs at least 2 frames, got 1 ({name}); add the other exposures")
+    if len(exposures) != len(frames):
+        raise HdrError(f"{len(exposures)} exposures given for {len(frames)} frames")
+    for frame, value in zip(frames, exposures):
+        if not (value > 0 and math.isfinite(value)):
+            raise HdrError(f"exposure must be a positive number, got {value:g}", frame.path)
+    order = sorted(range(len(frames)), key=lambda i: exposures[i])
+    frames = [frames[i] for i in order]
+    exposures = [exposures[i] for i in order]
+    for a, b, ea, eb in zip(frames, frames[1:], exposures, exposures[1:]):
+        if eb / ea < 1.0 + 1e-3:
+            raise HdrError(
+                f"{a.name} and {b.name} have the same exposure ({describe_frame_exposure(a, ea)}); "
+                "each frame of a bracket needs a different exposure"
+            )
+    n = len(frames)
+    if reference is None:
+        ref = n // 2
+    elif isinstance(reference, int) or str(reference).lstrip("-").isdigit():
+        ref = int(reference)
+        if not 0 <= ref < n:
+            raise HdrError(f"--reference {ref} is out of range: frames are numbered 0..{n - 1} by exposure")
+    else:
+        names = [f.name for f in frames]
+        if Path(str(reference)).name not in names:
+            raise HdrError(f"--reference '{reference}' is not one of the frames ({', '.join(names)})")
+        ref = names.index(Path(str(reference)).name)
+    return Bracket(frames, exposures, ref)
+
+
+def describe_frame_exposure(frame: Frame, relative: float) -> str:
+    """'1/50 s, f/8, ISO 100' from EXIF, or the relative exposure value when there is none."""
+    exif = frame.exif
+    if exif.exposure_time is None:
+        return f"relative exposure {relative:.4g}"
+    parts = [describe_exposure(exif.exposure_time)]
+    if exif.f_number:
+        parts.append(f"f/{exif.f_number:g}")
+    if exif.iso:
+        parts.append(f"ISO {exif.iso:g}")
+    return ", ".join(parts)
+
+
+def describe_exposure(t: float) -> str:
+    """Human form of an exposure time: '1/60 s', '0.3 s', '8 s'."""
+    if t < 0.5 and t > 0:
+        inverse = 1.0 / t
+        if abs(inverse - round(inverse)) < 0.02 * inverse:
+            return f"1/{round(inverse)} s"
+    return f"{t:.4g} s"

@@ -1,0 +1,125 @@
+"""EXIF metadata through exifread: exposure time, aperture, ISO, capture time, orientation.
+
+Only the fields hdrcli needs are parsed, into an :class:`ExifInfo` with plain Python
+types (seconds, f-number, ISO, datetime). Camera RAW files that are TIFF-based (CR2, NEF,
+DNG, ARW, KDC, ...) carry the same tags, sometimes in the main IFD ("Image ...") instead
+of the EXIF sub-IFD ("EXIF ..."), so both prefixes are looked up.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from fractions import Fraction
+from typing import Any
+
+import logging
+
+import exifread
+
+# exifread logs "file does not have exif data" for every PNG; missing EXIF is reported by hdrcli itself.
+logging.getLogger("exifread").setLevel(logging.CRITICAL)
+
+
+@dataclass(frozen=True)
+class ExifInfo:
+    """Exposure-related EXIF fields of one file; ``None`` where the tag is missing.
+
+    Attributes:
+        exposure_time: shutter time in seconds (> 0).
+        f_number: aperture as an f-number N (> 0).
+        iso: ISO speed rating (> 0).
+        exposure_bias: exposure compensation in EV stops.
+        datetime_original: capture time, with sub-second precision when present.
+        make, model: camera maker and model strings.
+        orientation: EXIF orientation 1..8 (1 = as stored).
+    """
+
+    exposure_time: float | None = None
+    f_number: float | None = None
+    iso: float | None = None
+    exposure_bias: float | None = None
+    datetime_original: datetime | None = None
+    make: str | None = None
+    model: str | None = None
+    orientation: int = 1
+
+    @property
+    def camera(self) -> str | None:
+        """'Make Model' of the camera, or None when neither is known."""
+        parts = [p for p in (self.make, self.model) if p]
+        return " ".join(parts) if parts else None
+
+
+def _tag(tags: dict[str, Any], name: str) -> Any:
+    for prefix in ("EXIF ", "Image ", "MakerNote "):
+        if prefix + name in tags:
+            return tags[prefix + name]
+    return None
+
+
+def _number(tag: Any) -> float | None:
+    """First value of a numeric/rational tag as float; None when absent or unusable."""
+    if tag is None:
+        return None
+    values = getattr(tag, "values", None)
+    if isinstance(values, (list, tuple)) and values:
+        value = values[0]
+    else:
+        value = values if values is not None else str(tag)
+    try:
+        if hasattr(value, "num") and hasattr(value, "den"):
+            if value.den == 0:
+                return None
+            return float(Fraction(int(value.num), int(value.den)))
+        return float(Fraction(str(value)))
+    except (ValueError, ZeroDivisionError, TypeError):
+        return None
+
+
+def _text(tag: Any) -> str | None:
+    if tag is None:
+        return None
+    text = str(tag).strip().strip("\x00").strip()
+    return text or None
+
+
+def _datetime(tags: dict[str, Any]) -> datetime | None:
+    raw = _text(_tag(tags, "DateTimeOriginal")) or _text(_tag(tags, "DateTime"))
+    if raw is None:
+        return None
+    try:
+        stamp = datetime.strptime(raw[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+    subsec = _text(_tag(tags, "SubSecTimeOriginal"))
+    if subsec and subsec.isdigit():
+        stamp = stamp.replace(microsecond=int(round(float("0." + subsec) * 1e6)) % 1_000_000)
+    return stamp
+
+
+def parse_exif_bytes(data: bytes) -> ExifInfo:
+    """Parse EXIF from a file's bytes; a file with no EXIF gives an empty ExifInfo."""
+    try:
+        tags = exifread.process_file(io.BytesIO(data), details=False)
+    except Exception:  # exifread raises assorted errors on files without EXIF
+        tags = {}
+    orientation = _number(_tag(tags, "Orientation"))
+    positive = lambda v: v if v is not None and v > 0 else None  # noqa: E731
+    return ExifInfo(
+        exposure_time=positive(_number(_tag(tags, "ExposureTime"))),
+        f_number=positive(_number(_tag(tags, "FNumber"))),
+        iso=positive(_number(_tag(tags, "ISOSpeedRatings")) or _number(_tag(tags, "PhotographicSensitivity"))),
+        exposure_bias=_number(_tag(tags, "ExposureBiasValue")),
+        datetime_original=_datetime(tags),
+        make=_text(_tag(tags, "Make")),
+        model=_text(_tag(tags, "Model")),
+        orientation=int(orientation) if orientation and 1 <= orientation <= 8 else 1,
+    )
+
+
+def read_exif(path: str) -> ExifInfo:
+    """Read the exposure-related EXIF of an image or RAW file."""
+    with open(path, "rb") as fh:
+        return parse_exif_bytes(fh.read())

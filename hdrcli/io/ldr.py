@@ -1,0 +1,41 @@
+"""Writing display-referred (LDR) images: previews, tone-mapped images, exposure fusion.
+
+``.jpg``/``.jpeg`` (8-bit, quality 92), ``.png`` (8-bit), ``.tif``/``.tiff`` (16-bit).
+Files appear whole or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hdrcli.errors import HdrError
+from hdrcli.io.atomic import atomic_path
+
+LDR_OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+def check_ldr_extension(path: str | os.PathLike[str]) -> None:
+    suffix = Path(path).suffix.lower()
+    if suffix not in LDR_OUTPUT_EXTENSIONS:
+        raise HdrError(f"unknown image extension '{suffix or '(none)'}'; use one of {', '.join(LDR_OUTPUT_EXTENSIONS)}", path)
+
+
+def write_ldr(path: str | os.PathLike[str], display: np.ndarray, quality: int = 92) -> Path:
+    """Write a display-referred RGB image with values in [0, 1]."""
+    check_ldr_extension(path)
+    display = np.clip(np.nan_to_num(np.asarray(display, np.float32)), 0.0, 1.0)
+    suffix = Path(path).suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        data = np.rint(display * 65535.0).astype(np.uint16)
+        params: list[int] = []
+    else:
+        data = np.rint(display * 255.0).astype(np.uint8)
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality] if suffix in (".jpg", ".jpeg") else []
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(data, cv2.COLOR_RGB2BGR), params):
+            raise HdrError("could not encode image", path)
+    return Path(path)

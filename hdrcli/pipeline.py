@@ -1,0 +1,265 @@
+"""The jobs behind the CLI commands, as plain functions.
+
+``fuse``: frames -> exposures -> alignment -> backend -> HDR -> writer + preview.
+``tonemap``: HDR file -> display image.
+
+Outputs are checked before any work (folder exists and is writable, nothing is
+overwritten unless asked) and written atomically, so a failed job leaves no file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hdrcli import __version__
+from hdrcli.align import align_bracket, srgb_to_linear
+from hdrcli.backends import get_backend
+from hdrcli.errors import HdrError
+from hdrcli.exposure import (
+    Bracket,
+    exif_exposures,
+    make_bracket,
+    read_exposure_file,
+    seconds_from_ev,
+)
+from hdrcli.io.atomic import check_output_path
+from hdrcli.io.frames import Frame, read_frames
+from hdrcli.io.hdr import output_format, read_hdr, write_hdr
+from hdrcli.io.ldr import check_ldr_extension, write_ldr
+from hdrcli.io.scene import is_scene_folder, read_scene
+from hdrcli.log import warn
+from hdrcli.merge import (
+    calibrate_response,
+    linear_response,
+    load_response,
+    merge_debevec,
+    merge_mertens,
+    merge_robertson,
+    save_response,
+)
+from hdrcli.tonemap import tonemap as tonemap_image
+
+# Chosen with bench/align_choice.py on ../shared/data/brackets: ECC is never worse than MTB
+# on the tripod bracket and clearly better on the hand-held one (see README).
+DEFAULT_ALIGN = "ecc"
+
+
+def default_preview_path(output: str | os.PathLike[str]) -> Path:
+    """``out.exr`` -> ``out.preview.jpg``."""
+    output = Path(output)
+    return output.with_name(output.stem + ".preview.jpg")
+
+
+def estimate_exposures(frames: list[Frame]) -> list[float]:
+    """Relative exposures guessed from brightness, for backends that only need an order.
+
+    Ratio of mean linearised brightness over the pixels that no frame clips or crushes.
+    """
+    lin = [f.pixels if f.linear else srgb_to_linear(f.pixels) for f in frames]
+    stack = np.stack([f.pixels.mean(axis=-1) for f in frames])
+    valid = np.all((stack > 0.02) & (stack < 0.98), axis=0)
+    if valid.mean() < 0.01:
+        valid = np.ones_like(valid)
+    means = [float(im.mean(axis=-1)[valid].mean()) + 1e-9 for im in lin]
+    return [m / min(means) for m in means]
+
+
+def load_bracket(
+    inputs: list[str | os.PathLike[str]],
+    *,
+    exposures: list[float] | None = None,
+    ev: list[float] | None = None,
+    exposure_file: str | os.PathLike[str] | None = None,
+    exposure_file_format: str = "auto",
+    reference: str | int | None = None,
+    require_exposures: bool = True,
+) -> Bracket:
+    """Read frames (files, or one Kalantari scene folder) and order them by exposure."""
+    given = [x for x in (exposures, ev, exposure_file) if x is not None]
+    if len(given) > 1:
+        raise HdrError("give only one of --exposures, --ev and --exposure-file")
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        if not is_scene_folder(inputs[0]):
+            raise HdrError("folder is not a scene folder: it has no exposure.txt (EV stops, one per frame)", inputs[0])
+        frames, scene_exposures = read_scene(inputs[0])
+        if not given:
+            return make_bracket(frames, scene_exposures, reference)
+    else:
+        if len(inputs) < 2:
+            name = str(inputs[0]) if inputs else "(none)"
+            raise HdrError(f"a bracket needs at least 2 frames, got {len(inputs)} ({name}); add the other exposures")
+        frames = read_frames(list(inputs))
+    if exposures is not None:
+        values = exposures
+    elif ev is not None:
+        values = seconds_from_ev(ev)
+    elif exposure_file is not None:
+        values = read_exposure_file(exposure_file, [f.name for f in frames], exposure_file_format)
+    elif require_exposures:
+        values = exif_exposures(frames)
+    else:
+        try:
+            values = exif_exposures(frames)
+        except HdrError:
+            warn("no exposure information: ordering frames by their brightness")
+            values = estimate_exposures(frames)
+    if len(values) != len(frames):
+        raise HdrError(f"{len(values)} exposures given for {len(frames)} frames")
+    return make_bracket(frames, values, reference)
+
+
+@dataclass
+class FuseResult:
+    """What a fuse job produced."""
+
+    image: np.ndarray
+    radiance: bool
+    bracket: Bracket
+    response: np.ndarray | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def fuse_bracket(
+    bracket: Bracket,
+    backend: str = "debevec",
+    align: str = DEFAULT_ALIGN,
+    response: np.ndarray | None = None,
+    guard: bool = True,
+) -> FuseResult:
+    """Align and merge a bracket with a backend (no file I/O).
+
+    Args:
+        bracket: frames ordered by exposure.
+        backend: a registered backend name.
+        align: 'none', 'mtb' or 'ecc'.
+        response: (256, 3) inverse camera response to use instead of calibrating;
+            ignored for linear (RAW) frames.
+        guard: Debevec/Robertson clipped-highlight guard (see hdrcli.merge.classical).
+    """
+    info = get_backend(backend)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    aligned = align_bracket(bracket, align)
+    timings["align_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if info.name == "mertens":
+        result = FuseResult(merge_mertens(aligned), False, bracket, None, timings)
+    elif info.family == "classical":
+        linear = bracket.frames[0].linear
+        if linear:
+            if response is not None:
+                warn("camera RAW frames are linear: the given camera response is not used")
+            response = linear_response()
+        elif response is None:
+            images_u8 = [np.clip(np.rint(im * 255.0), 0, 255).astype(np.uint8) for im in aligned]
+            response = calibrate_response(images_u8, bracket.exposures, method=info.name)
+        merge = merge_debevec if info.name == "debevec" else merge_robertson
+        hdr = merge(aligned, bracket.exposures, response, guard=guard)
+        result = FuseResult(hdr, True, bracket, response, timings)
+    else:  # pragma: no cover - learned backends register themselves later
+        raise HdrError(f"backend '{backend}' cannot fuse brackets")
+    timings["merge_s"] = time.perf_counter() - t0
+    return result
+
+
+def _check_outputs(output: Path, preview: Path | None, radiance: bool, overwrite: bool) -> None:
+    if radiance:
+        output_format(output)
+    else:
+        check_ldr_extension(output)
+    check_output_path(output, overwrite)
+    if preview is not None:
+        check_ldr_extension(preview)
+        if preview.resolve() == output.resolve():
+            raise HdrError("preview path is the output path", preview)
+        check_output_path(preview, overwrite)
+
+
+def fuse(
+    inputs: list[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    backend: str = "debevec",
+    align: str = DEFAULT_ALIGN,
+    exposures: list[float] | None = None,
+    ev: list[float] | None = None,
+    exposure_file: str | os.PathLike[str] | None = None,
+    exposure_file_format: str = "auto",
+    reference: str | int | None = None,
+    crf: str | os.PathLike[str] | None = None,
+    save_crf: str | os.PathLike[str] | None = None,
+    guard: bool = True,
+    float32: bool = False,
+    tonemap: str = "reinhard",
+    preview: str | os.PathLike[str] | None = None,
+    no_preview: bool = False,
+    overwrite: bool = False,
+) -> tuple[FuseResult, list[Path]]:
+    """The ``hdr fuse`` job. Returns the result and the files written (output first)."""
+    info = get_backend(backend)
+    output = Path(output)
+    radiance = info.output == "radiance"
+    if radiance and not no_preview:
+        preview_path: Path | None = Path(preview) if preview else default_preview_path(output)
+    else:
+        preview_path = Path(preview) if (preview and not no_preview) else None
+    if not radiance and output.suffix.lower() in (".exr", ".hdr", ".pfm"):
+        raise HdrError(
+            f"'{backend}' produces a display-referred LDR image, not radiance: write .png, .tif or .jpg", output
+        )
+    _check_outputs(output, preview_path, radiance, overwrite)
+    if save_crf is not None:
+        check_output_path(save_crf, overwrite)
+    response = load_response(crf) if crf is not None else None
+    t0 = time.perf_counter()
+    bracket = load_bracket(
+        inputs, exposures=exposures, ev=ev, exposure_file=exposure_file,
+        exposure_file_format=exposure_file_format, reference=reference,
+        require_exposures=info.needs_exposures,
+    )
+    read_s = time.perf_counter() - t0
+    result = fuse_bracket(bracket, backend, align, response, guard)
+    result.timings["read_s"] = read_s
+    t0 = time.perf_counter()
+    written: list[Path] = []
+    if radiance:
+        metadata = {
+            "version": __version__,
+            "backend": backend,
+            "units": "relative radiance; 1.0 = clipping level of the shortest exposure",
+            "frames": ",".join(f.name for f in bracket.frames),
+            "exposures": ",".join(f"{e:.6g}" for e in bracket.relative_exposures),
+            "reference": bracket.frames[bracket.reference].name,
+        }
+        written.append(write_hdr(output, result.image, float32=float32, metadata=metadata))
+        if preview_path is not None:
+            written.append(write_ldr(preview_path, tonemap_image(result.image, tonemap)))
+    else:
+        written.append(write_ldr(output, result.image))
+        if preview_path is not None:
+            written.append(write_ldr(preview_path, result.image))
+    if save_crf is not None and result.response is not None and not bracket.frames[0].linear:
+        written.append(save_response(save_crf, result.response))
+    result.timings["write_s"] = time.perf_counter() - t0
+    return result, written
+
+
+def tonemap_file(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    method: str = "reinhard",
+    exposure: float = 0.0,
+    overwrite: bool = False,
+) -> Path:
+    """The ``hdr tonemap`` job: any HDR file to a display image."""
+    output = Path(output)
+    check_ldr_extension(output)
+    check_output_path(output, overwrite)
+    hdr = read_hdr(source)
+    return write_ldr(output, tonemap_image(hdr, method, exposure))

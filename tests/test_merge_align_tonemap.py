@@ -1,0 +1,181 @@
+"""Classical merges (against OpenCV), the highlight guard, alignment and tone mapping."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from hdrcli.align import align_bracket, ecc_homography, mtb_shift
+from hdrcli.exposure import make_bracket
+from hdrcli.io.frames import Frame
+from hdrcli.merge import (
+    calibrate_response,
+    linear_response,
+    load_response,
+    merge_debevec,
+    merge_mertens,
+    merge_robertson,
+    save_response,
+)
+from hdrcli.tonemap import TONEMAPS, mu_law, tonemap
+from tests.conftest import radiance_scene, textured_scene
+
+TIMES = [1.0, 4.0, 16.0]
+
+
+def photograph(radiance: np.ndarray, t: float, gamma: float = 2.2) -> np.ndarray:
+    """8-bit-quantised, gamma-encoded float frame of ``radiance`` at exposure ``t``."""
+    return np.round(np.clip(radiance * t, 0, 1) ** (1 / gamma) * 255) / 255
+
+
+def gamma_response(gamma: float = 2.2) -> np.ndarray:
+    return np.repeat(((np.arange(256) / 255.0) ** gamma)[:, None], 3, 1).astype(np.float32)
+
+
+@pytest.fixture
+def scene() -> np.ndarray:
+    return (radiance_scene(64, 96, stops=10) / 8).astype(np.float32)
+
+
+def test_debevec_matches_opencv_without_guard(frobisher):
+    from hdrcli.io import read_frames
+
+    frames = read_frames(frobisher)
+    images = [f.pixels for f in frames]
+    u8 = [f.as_uint8() for f in frames]
+    times = [1 / 8, 1.0, 8.0]
+    response = calibrate_response(u8, times)
+    ours = merge_debevec(images, times, response, guard=False)
+    theirs = cv2.createMergeDebevec().process(u8, np.float32(times) * 8, response.reshape(256, 1, 3).copy())
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4)
+
+
+def test_robertson_matches_opencv_without_guard(scene):
+    images = [photograph(scene, t) for t in TIMES]
+    u8 = [np.round(im * 255).astype(np.uint8) for im in images]
+    response = gamma_response()
+    ours = merge_robertson(images, TIMES, response, guard=False)
+    theirs = cv2.createMergeRobertson().process(u8, np.float32(TIMES), response.reshape(256, 1, 3).copy())
+    ok = np.isfinite(theirs) & (theirs > 0)  # OpenCV leaves 0 where every frame clips
+    assert ok.mean() > 0.7
+    np.testing.assert_allclose(ours[ok], theirs[ok], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("merge", [merge_debevec, merge_robertson])
+def test_merge_recovers_radiance(scene, merge):
+    images = [photograph(scene, t) for t in TIMES]
+    hdr = merge(images, TIMES, gamma_response())
+    covered = (scene * TIMES[-1] > 0.02) & (scene * TIMES[0] < 0.95)  # measurable in some frame
+    rel = np.abs(hdr - scene)[covered] / scene[covered]
+    assert np.median(rel) < 0.01 and np.percentile(rel, 99) < 0.08
+
+
+def test_guard_fixes_dark_holes_and_colour_casts(scene):
+    scene = scene.copy()
+    scene[20:30, 40:60] = [30.0, 12.0, 4.0]  # a warm lamp, clipped in every frame (R and G)
+    images = [photograph(scene, t) for t in TIMES]
+    response = gamma_response()
+    plain = merge_debevec(images, TIMES, response, guard=False)
+    guarded = merge_debevec(images, TIMES, response, guard=True)
+    lamp = (slice(20, 30), slice(40, 60))
+    # Without the guard the lamp averages over frames: far darker than even the shortest
+    # frame's clipping level; with it, it is at least that bright and keeps its warm hue.
+    assert plain[lamp].mean() < 0.5
+    assert guarded[lamp][..., 0].min() >= 0.99 and guarded[lamp][..., 0].mean() > 3 * plain[lamp][..., 0].mean()
+    assert (guarded[lamp][..., 0] >= guarded[lamp][..., 2]).all()
+    # Elsewhere the guard changes little.
+    rest = np.ones(scene.shape[:2], bool)
+    rest[lamp] = False
+    assert np.median(np.abs(guarded[rest] / plain[rest] - 1)) < 0.02
+
+
+def test_linear_frames_merge_exactly(scene):
+    images = [np.clip(scene * t, 0, 1) for t in TIMES]  # RAW-like: linear, no quantisation
+    hdr = merge_debevec(images, TIMES, linear_response())
+    ok = (scene * TIMES[0] < 0.99) & (scene * TIMES[-1] > 0.01)
+    np.testing.assert_allclose(hdr[ok], scene[ok], rtol=2e-3)
+
+
+def test_calibration_recovers_gamma():
+    images = [photograph(textured_scene(200, 300, seed=3, stops=9) * 2, t) for t in TIMES]
+    u8 = [np.round(im * 255).astype(np.uint8) for im in images]
+    response = calibrate_response(u8, TIMES, "debevec")
+    truth = gamma_response()
+    codes = slice(40, 230)
+    log_ratio = np.log(response[codes] / truth[codes])
+    assert np.abs(log_ratio - np.median(log_ratio)).max() < 0.15  # same shape up to scale
+    assert np.all(np.diff(response, axis=0) > 0)
+
+
+def test_response_file_round_trip(tmp_path):
+    response = gamma_response()
+    save_response(tmp_path / "crf.txt", response)
+    np.testing.assert_allclose(load_response(tmp_path / "crf.txt"), response / response[255].mean(), rtol=1e-6)
+
+
+def test_mertens_is_clipped_to_unit_range(scene):
+    fused = merge_mertens([photograph(scene, t) for t in TIMES])
+    assert fused.min() >= 0 and fused.max() <= 1 and fused.mean() > 0.1
+
+
+def _frames(images, times):
+    return make_bracket([Frame(Path_(f"f{i}.png"), im.astype(np.float32), 8, False) for i, im in enumerate(images)], times)
+
+
+def Path_(name):
+    from pathlib import Path
+
+    return Path(name)
+
+
+def _shift(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, matrix, image.shape[1::-1], flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT)
+
+
+def test_mtb_recovers_translation():
+    image = photograph(textured_scene(seed=2) * 4, 1.0).astype(np.float32)
+    moved = _shift(image, -5, 3)
+    assert mtb_shift(image, moved) == (5, -3)
+
+
+def test_ecc_recovers_rotation_and_shift():
+    rng = np.random.default_rng(1)
+    texture = cv2.GaussianBlur(rng.random((240, 320)).astype(np.float32), (0, 0), 3)
+    texture = (texture - texture.min()) / (texture.max() - texture.min()) * 0.8 + 0.1
+    truth = np.array([[0.999, -0.02, 4.0], [0.02, 0.999, -3.0], [0, 0, 1]], np.float32)
+    moved = cv2.warpPerspective(texture, truth, (320, 240), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    # moved(x) = texture(truth^-1 x): the warp that maps reference to moving coords is truth.
+    found = ecc_homography(texture, moved, np.eye(3, dtype=np.float32))
+    corners = np.array([[0, 0, 1], [319, 0, 1], [0, 239, 1], [319, 239, 1]], np.float32).T
+    a, b = truth @ corners, found @ corners
+    assert np.abs(a[:2] / a[2] - b[:2] / b[2]).max() < 0.3
+
+
+def test_align_bracket_on_shaken_bracket():
+    scene = textured_scene(seed=5) * 2
+    images = [photograph(scene, t).astype(np.float32) for t in (0.25, 1.0, 4.0)]
+    images[2] = _shift(images[2], 3, -2)
+    bracket = _frames(images, [0.25, 1.0, 4.0])
+    inner = (slice(10, -10), slice(10, -10))
+    truth = photograph(scene, 4.0)[inner]
+    unaligned = np.abs(images[2][inner] - truth).mean()
+    for method in ("mtb", "ecc"):
+        aligned = align_bracket(bracket, method)
+        assert np.abs(aligned[2][inner] - truth).mean() < 0.1 * unaligned, method
+
+
+@pytest.mark.parametrize("method", TONEMAPS)
+def test_tonemaps_give_display_images(scene, method):
+    out = tonemap(scene, method)
+    assert out.shape == scene.shape and out.dtype == np.float32
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert 0.15 < out.mean() < 0.8  # looks exposed, not black or blown out
+    brighter = tonemap(scene, method, exposure=1.0)
+    assert brighter.mean() > out.mean()
+
+
+def test_mu_law_values():
+    np.testing.assert_allclose(mu_law(np.array([0.0, 1.0, 2.0])), [0.0, 1.0, 1.0])
+    assert mu_law(np.array([0.01]))[0] == pytest.approx(np.log1p(50) / np.log1p(5000))
