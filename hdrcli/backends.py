@@ -47,13 +47,35 @@ CLASSICAL_BACKENDS: dict[str, BackendInfo] = {
 }
 
 
-def list_backends() -> list[BackendInfo]:
-    """All registered backends, classical first."""
-    return list(CLASSICAL_BACKENDS.values())
+def learned_backends() -> list[BackendInfo]:
+    """The learned architectures of hdrcli.models, with parameter counts and weight status."""
+    from hdrcli.models.registry import list_models, parameter_count
+
+    backends = []
+    for spec in list_models():
+        sizes = {
+            size: {"params": parameter_count(spec.name, size), "weights": spec.weights_path(size).is_file()}
+            for size in spec.configs
+        }
+        backends.append(
+            BackendInfo(
+                spec.name, spec.kind, "learned", "radiance", spec.description,
+                details={"paper": spec.paper, "sizes": sizes},
+            )
+        )
+    return backends
+
+
+def list_backends(include_learned: bool = True) -> list[BackendInfo]:
+    """All backends: classical first, then learned (whose listing builds models on the meta device)."""
+    classical = list(CLASSICAL_BACKENDS.values())
+    return classical + learned_backends() if include_learned else classical
 
 
 def get_backend(name: str) -> BackendInfo:
-    for backend in list_backends():
+    if name in CLASSICAL_BACKENDS:
+        return CLASSICAL_BACKENDS[name]
+    for backend in learned_backends():
         if backend.name == name:
             return backend
     names = ", ".join(b.name for b in list_backends())

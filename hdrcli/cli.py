@@ -83,16 +83,21 @@ def main(
 
 @app.command()
 def backends(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False) -> None:
-    """List the fusion/expansion backends."""
+    """List the fusion/expansion backends (learned ones with sizes, parameters, weights)."""
     items = list_backends()
     if as_json:
         print(json.dumps([b.as_dict() for b in items], indent=2))
         return
     table = Table(title="hdrcli backends")
-    for col in ("name", "kind", "family", "output", "description"):
+    for col in ("name", "kind", "family", "output", "sizes: parameters, weights", "description"):
         table.add_column(col)
     for b in items:
-        table.add_row(b.name, b.kind, b.family, b.output, b.description)
+        sizes = b.details.get("sizes", {})
+        size_text = "\n".join(
+            f"{size}: {info['params']:,} {'[green]weights[/]' if info['weights'] else '[dim]no weights[/]'}"
+            for size, info in sizes.items()
+        ) or "-"
+        table.add_row(b.name, b.kind, b.family, b.output, size_text, b.description)
     out.print(table)
 
 

@@ -161,8 +161,15 @@ def fuse_bracket(
         merge = merge_debevec if info.name == "debevec" else merge_robertson
         hdr = merge(aligned, bracket.exposures, response, guard=guard)
         result = FuseResult(hdr, True, bracket, response, timings)
-    else:  # pragma: no cover - learned backends register themselves later
-        raise HdrError(f"backend '{backend}' cannot fuse brackets")
+    elif info.kind != "multi-exposure":
+        raise HdrError(f"'{backend}' is a single-image backend; it does not fuse brackets")
+    else:
+        sizes = info.details.get("sizes", {})
+        if not any(s["weights"] for s in sizes.values()):
+            raise HdrError(
+                f"backend '{backend}' has no trained weights in weights/ yet; use debevec, robertson or mertens"
+            )
+        raise HdrError(f"backend '{backend}': learned inference is not available in this version")
     timings["merge_s"] = time.perf_counter() - t0
     return result
 

@@ -1,0 +1,215 @@
+"""The learned architectures: shapes, gradients, DO-Conv folding, parameter counts, synthesis layer, losses."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hdrcli.models import (
+    count_parameters,
+    create_model,
+    exposure_input,
+    fold_do_convs,
+    get_spec,
+    hdr_synthesis,
+    list_models,
+    parameter_count,
+    solve_stack_response,
+)
+from hdrcli.models.blocks import DOConv2d
+from hdrcli.models.registry import MULTI_EXPOSURE, example_input
+from hdrcli.training.losses import (
+    GravitatedLatentSpaceLoss,
+    ciede2000,
+    color_loss_ciede2000,
+    disentangle_loss,
+    mu_law_l1,
+    ssim,
+)
+
+NAMES = ["dfgnet", "lffnet", "tunet", "twostage", "stack"]
+
+
+def test_registry_lists_all_five():
+    specs = {s.name: s for s in list_models()}
+    assert list(specs) == NAMES
+    assert {s.kind for s in specs.values()} == {"multi-exposure", "single-image"}
+    for spec in specs.values():
+        assert {"paper", "lite"} <= set(spec.configs)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_odd_size_output_shape(name):
+    torch.manual_seed(0)
+    model = create_model(name, "lite").eval()
+    x = example_input(get_spec(name), 97, 131)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (1, 3, 97, 131)
+    assert torch.isfinite(y).all() and (y >= 0).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_reach_every_parameter(name):
+    torch.manual_seed(0)
+    spec = get_spec(name)
+    model = create_model(name, "lite")
+    x = example_input(spec, 32, 48, batch=2)
+    target = torch.rand(2, 3, 32, 48)
+    loss = mu_law_l1(model(x), target)
+    if name == "dfgnet":  # its disentangle network is trained with its own losses
+        loss = loss + disentangle_loss(model.disentangle, x[:, :, :3], torch.tensor([[1.0, 4.0, 16.0]] * 2), target)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not missing, missing
+
+
+def test_do_conv_fold_matches():
+    torch.manual_seed(0)
+    layer = DOConv2d(5, 7, 3, 1)
+    with torch.no_grad():
+        layer.depthwise.normal_(0, 0.3)  # away from the identity initialisation
+    x = torch.randn(2, 5, 13, 17)
+    torch.testing.assert_close(layer.fold()(x), layer(x), rtol=1e-5, atol=1e-5)
+    model = create_model("lffnet", "paper").eval()
+    for m in model.modules():
+        if isinstance(m, DOConv2d):
+            with torch.no_grad():
+                m.depthwise.normal_(0, 0.1)
+    bracket = example_input(get_spec("lffnet"), 40, 56)
+    with torch.no_grad():
+        before = model(bracket)
+        after = fold_do_convs(model)(bracket)
+    assert not any(isinstance(m, DOConv2d) for m in model.modules())
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
+
+
+def test_paper_parameter_counts():
+    # LFFNet, paper Table 2: 1,069,315 with DO-Conv (training) and 1,038,211 without.
+    assert parameter_count("lffnet", "paper") == 1_069_315
+    assert count_parameters(fold_do_convs(create_model("lffnet", "paper"))) == 1_038_211
+    # Two-stage network: 834,476 stated; within 5%.
+    assert abs(parameter_count("twostage", "paper") - 834_476) / 834_476 < 0.05
+    for name in NAMES:
+        spec = get_spec(name)
+        for size, stated in spec.stated_params.items():
+            assert abs(parameter_count(name, size) - stated) / stated < 0.05
+
+
+def test_exposure_input_convention():
+    ldr = torch.full((1, 3, 3, 2, 2), 0.5)
+    x = exposure_input(ldr, torch.tensor([0.25, 1.0, 4.0]))
+    assert x.shape == (1, 3, 6, 2, 2)
+    torch.testing.assert_close(x[0, :, 3, 0, 0], torch.tensor([0.5**2.2, 0.5**2.2 / 4, 0.5**2.2 / 16]))
+
+
+def test_stack_model_returns_its_stack():
+    model = create_model("stack", "lite").eval()
+    with torch.no_grad():
+        hdr, stack, evs = model(torch.rand(1, 3, 40, 52), return_stack=True)
+    assert stack.shape == (1, 5, 3, 40, 52) and evs.tolist() == [-2, -1, 0, 1, 2]
+    assert hdr.shape == (1, 3, 40, 52)
+
+
+# ----------------------------------------------------------------------------- synthesis layer
+
+def _frobisher_stack():
+    from tests.conftest import shared_path
+
+    paths = sorted(shared_path("brackets", "frobisher").glob("*.jpg"))
+    from hdrcli.io import read_frames
+
+    frames = read_frames(paths)
+    return frames, np.float32([1 / 8, 1.0, 8.0])
+
+
+def test_synthesis_layer_matches_opencv_debevec():
+    from hdrcli.merge import calibrate_response
+
+    frames, times = _frobisher_stack()
+    u8 = [f.as_uint8() for f in frames]
+    response = calibrate_response(u8, times)
+    theirs = cv2.createMergeDebevec().process(u8, times, response.reshape(256, 1, 3).copy())
+    stack = torch.tensor(np.stack([f.pixels for f in frames])).permute(0, 3, 1, 2).contiguous().requires_grad_(True)
+    ours = hdr_synthesis(stack, torch.tensor(np.log2(times)), torch.tensor(np.log(response.T)))
+    # Same response, same weights: agreement to float32 rounding (max relative 1e-4).
+    np.testing.assert_allclose(ours.detach().permute(1, 2, 0).numpy(), theirs, rtol=1e-4)
+    ours.mean().backward()
+    for j in range(3):
+        assert torch.count_nonzero(stack.grad[j]) > 0.99 * stack.grad[j].numel(), f"frame {j} gets no gradient"
+
+
+def test_synthesis_layer_solves_its_own_response():
+    frames, times = _frobisher_stack()
+    stack = torch.tensor(np.stack([f.pixels for f in frames])).permute(0, 3, 1, 2).contiguous()
+    g = solve_stack_response(stack, torch.tensor(np.log2(times)))
+    assert g.shape == (3, 256) and torch.all(torch.diff(g, dim=1) >= 0) and torch.allclose(g[:, 255], torch.zeros(3))
+    hdr = hdr_synthesis(stack, torch.tensor(np.log2(times)))
+    assert torch.isfinite(hdr).all()
+    # Radiance ratios follow the exposure ratios: the mid-grey pixels of the 1 s frame
+    # map to about the same radiance as their counterparts in the 1/8 s frame.
+    ref = stack[1].mean(0)
+    mid = (ref > 0.3) & (ref < 0.7)
+    assert hdr.mean(0)[mid].median() > 0
+
+
+def test_synthesis_on_synthetic_gamma_stack():
+    torch.manual_seed(0)
+    radiance = torch.rand(3, 40, 60) ** 3 * 4
+    evs = torch.tensor([-2.0, 0.0, 2.0])
+    stack = torch.stack([((radiance * 2**e).clamp(0, 1) ** (1 / 2.2) * 255).round() / 255 for e in evs])
+    hdr = hdr_synthesis(stack, evs)
+    ok = (radiance * 4 > 0.05) & (radiance / 4 < 0.9)
+    ratio = hdr[ok] / radiance[ok]
+    assert (ratio / ratio.median() - 1).abs().median() < 0.05
+
+
+# ----------------------------------------------------------------------------- losses
+
+@pytest.mark.parametrize(
+    "lab1, lab2, expected",
+    [  # Sharma, Wu & Dalal (2005) test data, pairs 1, 7, 17, 25
+        ((50.0, 2.6772, -79.7751), (50.0, 0.0, -82.7485), 2.0425),
+        ((50.0, 0.0, 0.0), (50.0, -1.0, 2.0), 2.3669),
+        ((50.0, 2.5, 0.0), (73.0, 25.0, -18.0), 27.1492),
+        ((60.2574, -34.0099, 36.2677), (60.4626, -34.1751, 39.4387), 1.2644),
+    ],
+)
+def test_ciede2000_reference_values(lab1, lab2, expected):
+    d = ciede2000(torch.tensor(lab1).view(1, 3, 1, 1), torch.tensor(lab2).view(1, 3, 1, 1))
+    assert d.item() == pytest.approx(expected, abs=1e-3)
+
+
+def test_ciede2000_loss_is_differentiable():
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)
+    color_loss_ciede2000(x, torch.rand(1, 3, 8, 8)).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    grey = torch.full((1, 3, 4, 4), 0.5, requires_grad=True)  # hue undefined
+    color_loss_ciede2000(grey, torch.full((1, 3, 4, 4), 0.5)).backward()
+    assert torch.isfinite(grey.grad).all()
+
+
+def test_gravitated_loss_is_a_distance():
+    torch.manual_seed(0)
+    loss = GravitatedLatentSpaceLoss()
+    with torch.no_grad():
+        loss.g.copy_(torch.tensor([1.5, -0.7, 2.0, -1.0]))
+    y = torch.rand(2, 3, 16, 16)
+    assert loss(y, y).item() == 0.0
+    for _ in range(5):
+        x = y + 0.05 * torch.randn_like(y)
+        assert loss(x, y).item() > 0
+    m = loss.metric()
+    assert torch.det(m).item() == pytest.approx(1.0, rel=1e-5) and torch.all(torch.linalg.eigvalsh(m) > 0)
+    x = (y + 0.1).requires_grad_(True)
+    loss(x, y).backward()
+    assert loss.g.grad is not None and loss.g.grad.abs().sum() > 0
+
+
+def test_ssim_identity_and_unrelated_images():
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, 32, 32)
+    assert ssim(x, x).item() == pytest.approx(1.0)
+    assert ssim(x, torch.rand(1, 1, 32, 32)).item() < 0.2
