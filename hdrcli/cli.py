@@ -120,6 +120,8 @@ def fuse(
     preview: Annotated[Optional[Path], typer.Option(help="Preview path (default: OUTPUT with .preview.jpg).")] = None,
     no_preview: Annotated[bool, typer.Option("--no-preview", help="Do not write a preview.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help="Replace existing output files.")] = False,
+    size: Annotated[Optional[str], typer.Option("--size", help="Learned backends: weights size (lite, paper).")] = None,
+    device: Annotated[str, typer.Option(help="Learned backends: cpu or cuda.")] = "cpu",
 ) -> None:
     """Merge bracketed exposures into an HDR image (plus a tone-mapped preview)."""
     from hdrcli import pipeline
@@ -132,6 +134,7 @@ def fuse(
             exposure_file=exposure_file, exposure_file_format=exposure_file_format,
             reference=reference, crf=crf, save_crf=save_crf, guard=guard, float32=float32,
             tonemap=tonemap, preview=preview, no_preview=no_preview, overwrite=overwrite,
+            model_size=size, device=device,
         )
 
     if tonemap not in TONEMAPS:
@@ -159,6 +162,116 @@ def fuse(
         out.print(f"wrote {path}")
 
 
+@app.command()
+def expand(
+    photo: Annotated[Path, typer.Argument(help="One photo: JPEG/PNG/TIFF or camera RAW.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output: .exr, .hdr, .pfm, .png/.tif (16-bit).")],
+    backend: Annotated[str, typer.Option("--backend", "-b", help="twostage or stack.")] = "twostage",
+    size: Annotated[Optional[str], typer.Option("--size", help="Weights size (lite, paper).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    float32: Annotated[bool, typer.Option("--float32", help="EXR with 32-bit floats (default: half).")] = False,
+    tonemap: Annotated[str, typer.Option(help=f"Preview tone map: {', '.join(TONEMAPS)}.")] = "reinhard",
+    preview: Annotated[Optional[Path], typer.Option(help="Preview path (default: OUTPUT with .preview.jpg).")] = None,
+    no_preview: Annotated[bool, typer.Option("--no-preview", help="Do not write a preview.")] = False,
+    save_stack: Annotated[Optional[Path], typer.Option(help="stack backend: write the generated exposures here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help="Replace existing output files.")] = False,
+) -> None:
+    """Expand one photo to HDR with a learned single-image backend."""
+    from hdrcli import pipeline
+
+    if tonemap not in TONEMAPS:
+        _fail(f"unknown tone map '{tonemap}' (use {', '.join(TONEMAPS)})")
+    _, written = _run(lambda: pipeline.expand(
+        photo, output, backend=backend, model_size=size, device=device, float32=float32, tonemap=tonemap,
+        preview=preview, no_preview=no_preview, save_stack=save_stack, overwrite=overwrite,
+    ))
+    for path in written:
+        out.print(f"wrote {path}")
+
+
+@app.command("eval")
+def eval_cmd(
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Backend to score (learned fusion, debevec, robertson).")],
+    data: Annotated[Path, typer.Option(help="Kalantari-layout dataset or a folder of radiance maps (held-out maps simulated).")],
+    size: Annotated[Optional[str], typer.Option("--size", help="Learned backends: weights size.")] = None,
+    align: Annotated[str, typer.Option(help="Alignment before merging (Kalantari scenes are pre-aligned).")] = "none",
+    limit: Annotated[Optional[int], typer.Option(help="Score only the first N scenes.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Score a backend on a dataset: PSNR-mu, PSNR-l, SSIM-mu, SSIM-l and time per scene."""
+    from hdrcli.evaluation import average_rows, evaluate_backend
+
+    rows = _run(lambda: evaluate_backend(backend, data, limit=limit, size=size, align=align))
+    mean = average_rows(rows)
+    if as_json:
+        print(json.dumps({"backend": backend, "scenes": rows, "mean": mean}, indent=2))
+        return
+    table = Table(title=f"{backend} on {data} ({len(rows)} scenes)")
+    for col in ("scene", "PSNR-mu", "PSNR-l", "SSIM-mu", "SSIM-l", "time s"):
+        table.add_column(col, justify="right" if col != "scene" else "left")
+    for r in rows + [{"scene": "[bold]mean[/]", **mean}]:
+        table.add_row(r["scene"], f"{r['psnr_mu']:.2f}", f"{r['psnr_l']:.2f}", f"{r['ssim_mu']:.4f}", f"{r['ssim_l']:.4f}", f"{r['time_s']:.2f}")
+    out.print(table)
+
+
+@app.command()
+def batch(
+    folder: Annotated[Path, typer.Argument(help="Folder of a shoot (bracketed frames, any names).", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if missing).")],
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Include sub-folders.")] = False,
+    gap: Annotated[float, typer.Option(help="Seconds between the end of one frame and the next that start a new bracket.")] = 2.0,
+    count: Annotated[Optional[int], typer.Option(help="Group consecutive frames by exactly N instead of by time.")] = None,
+    name: Annotated[str, typer.Option("--name", help="Output name template: {first}, {last}, {index}, {count}.")] = "{first}-{last}",
+    fmt: Annotated[str, typer.Option("--format", help="Output format: exr, hdr, png, tif.")] = "exr",
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Backend (see `hdr backends`).")] = "debevec",
+    align: Annotated[str, typer.Option(help="Alignment: none, mtb, ecc.")] = DEFAULT_ALIGN,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Groups fused in parallel.")] = 1,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip groups whose output exists (resume).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help="Replace existing outputs.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the groups; fuse nothing.")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="JSON report path (default OUTPUT/hdr-batch-report.json).")] = None,
+    no_preview: Annotated[bool, typer.Option("--no-preview", help="No preview JPEGs.")] = False,
+) -> None:
+    """Find the brackets in a shoot folder and fuse each one."""
+    from rich.progress import Progress
+
+    from hdrcli import batch as batch_mod
+
+    extension = "." + fmt.lower().lstrip(".")
+    scan = _run(lambda: batch_mod.plan(folder, out_dir, recursive=recursive, gap=gap, count=count, template=name,
+                                       extension=extension))
+    table = Table(title=f"{len(scan.groups)} groups in {folder}")
+    for col in ("#", "frames", "first", "last", "exposures", "output / problem"):
+        table.add_column(col)
+    for g in scan.groups:
+        table.add_row(str(g.index), str(len(g.shots)), g.shots[0].path.name, g.shots[-1].path.name,
+                      batch_mod.describe_group(g), f"[red]{g.problem}[/]" if g.problem else str(g.output))
+    out.print(table)
+    for path, reason in scan.unusable:
+        err.print(f"[yellow]not grouped:[/] {path}: {reason}", highlight=False)
+    if dry_run:
+        return
+    if not out_dir.exists():
+        _run(lambda: out_dir.mkdir(parents=True))
+    options = {"backend": backend, "align": align, "overwrite": overwrite, "no_preview": no_preview}
+    with Progress(console=err) as progress:
+        task = progress.add_task("fusing", total=sum(1 for g in scan.groups if g.problem is None))
+
+        def tick(done: int, total: int, row: dict) -> None:
+            progress.update(task, completed=done)
+            if row["status"] == "failed":
+                progress.console.print(f"[red]group {row['group']} failed:[/] {row['error']}", highlight=False)
+
+        rows = batch_mod.run_batch(scan, options, jobs=jobs, skip_existing=skip_existing, progress=tick)
+    report_path = report or out_dir / "hdr-batch-report.json"
+    batch_mod.write_report(report_path, rows)
+    grouped = [r for r in rows if r["group"] is not None]
+    counts = {s: sum(1 for r in grouped if r["status"].startswith(s)) for s in ("done", "skipped", "failed")}
+    out.print(f"{counts['done']} fused, {counts['skipped']} skipped, {counts['failed']} failed; report: {report_path}")
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
 @app.command("tonemap")
 def tonemap_cmd(
     source: Annotated[Path, typer.Argument(help="HDR file: .exr, .hdr, .pfm, or hdrcli 16-bit .png/.tif.", show_default=False)],
@@ -172,6 +285,51 @@ def tonemap_cmd(
 
     path = _run(lambda: pipeline.tonemap_file(source, output, method=method, exposure=exposure, overwrite=overwrite))
     out.print(f"wrote {path}")
+
+
+@app.command()
+def train(
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Learned backend to train (see `hdr backends`).")],
+    size: Annotated[str, typer.Option(help="Model size: lite or paper.")] = "lite",
+    data: Annotated[Path, typer.Option(help="Radiance maps folder (camera simulation) or Kalantari-layout dataset.")] = Path("../shared/data/radiance"),
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 2000,
+    batch: Annotated[int, typer.Option(help="Patches per step.")] = 8,
+    patch: Annotated[int, typer.Option(help="Patch side in pixels.")] = 128,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (cosine decay to 5%).")] = 2e-4,
+    val_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = 250,
+    seed: Annotated[int, typer.Option(help="Random seed (data, initialisation).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    run_dir: Annotated[Path, typer.Option(help="Folder for checkpoints (RUN_DIR/BACKEND-SIZE/last.pt).")] = Path("runs"),
+    resume: Annotated[Optional[Path], typer.Option(help="Checkpoint to resume from.")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop (and export) after this much training time.")] = None,
+    export: Annotated[bool, typer.Option(help="Write weights/BACKEND-SIZE.pt and its manifest entry at the end.")] = True,
+) -> None:
+    """Train a learned backend (CPU or CUDA; multi-GPU with torchrun)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from hdrcli.training.trainer import TrainConfig, train as run_training
+
+    cfg = TrainConfig(backend=backend, size=size, data=str(data), steps=steps, batch=batch, patch=patch, lr=lr,
+                      val_every=val_every, seed=seed, device=device, run_dir=str(run_dir),
+                      resume=str(resume) if resume else None, export=export, max_minutes=max_minutes)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err)
+    with progress:
+        task = progress.add_task(f"{backend}-{size}", total=steps, status="", completed=0)
+
+        plain = not err.is_terminal  # logs (nohup, CI): one line every 50 steps instead of a live bar
+
+        def report(info: dict) -> None:
+            status = f"loss {info['loss']:.4f}  {info['patches_per_s']:.1f} patches/s"
+            if plain and (info["step"] % 50 == 0 or info["step"] == info["steps"]):
+                progress.console.print(f"step {info['step']}/{info['steps']}: {status}, {info['elapsed_s'] / 60:.1f} min")
+            if "validation" in info:
+                v = info["validation"]
+                progress.console.print(f"step {info['step']}: validation PSNR-mu {v['psnr_mu']:.2f} dB, PSNR-l {v['psnr_l']:.2f} dB, SSIM-mu {v['ssim_mu']:.4f}")
+            progress.update(task, completed=info["step"], status=status)
+
+        summary = _run(lambda: run_training(cfg, report))
+    out.print_json(data=summary)
 
 
 def run() -> None:

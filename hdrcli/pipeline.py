@@ -130,6 +130,8 @@ def fuse_bracket(
     align: str = DEFAULT_ALIGN,
     response: np.ndarray | None = None,
     guard: bool = True,
+    model_size: str | None = None,
+    device: str = "cpu",
 ) -> FuseResult:
     """Align and merge a bracket with a backend (no file I/O).
 
@@ -140,6 +142,8 @@ def fuse_bracket(
         response: (256, 3) inverse camera response to use instead of calibrating;
             ignored for linear (RAW) frames.
         guard: Debevec/Robertson clipped-highlight guard (see hdrcli.merge.classical).
+        model_size: learned backends: 'lite' or 'paper' (default: the first with weights).
+        device: learned backends: 'cpu' or 'cuda'.
     """
     info = get_backend(backend)
     timings: dict[str, float] = {}
@@ -162,14 +166,16 @@ def fuse_bracket(
         hdr = merge(aligned, bracket.exposures, response, guard=guard)
         result = FuseResult(hdr, True, bracket, response, timings)
     elif info.kind != "multi-exposure":
-        raise HdrError(f"'{backend}' is a single-image backend; it does not fuse brackets")
+        raise HdrError(f"'{backend}' is a single-image backend; use `hdr expand`")
     else:
-        sizes = info.details.get("sizes", {})
-        if not any(s["weights"] for s in sizes.values()):
-            raise HdrError(
-                f"backend '{backend}' has no trained weights in weights/ yet; use debevec, robertson or mertens"
-            )
-        raise HdrError(f"backend '{backend}': learned inference is not available in this version")
+        from hdrcli.align import linear_to_srgb
+        from hdrcli.runtime import TorchRunner
+
+        runner = TorchRunner(info.name, size=model_size, device=device)
+        # The networks take display-referred frames: encode linear (RAW) data with sRGB.
+        frames = [linear_to_srgb(im) if bracket.frames[0].linear else im for im in aligned]
+        hdr = runner.fuse(frames, bracket.relative_exposures)
+        result = FuseResult(hdr, True, bracket, None, timings)
     timings["merge_s"] = time.perf_counter() - t0
     return result
 
@@ -206,6 +212,8 @@ def fuse(
     preview: str | os.PathLike[str] | None = None,
     no_preview: bool = False,
     overwrite: bool = False,
+    model_size: str | None = None,
+    device: str = "cpu",
 ) -> tuple[FuseResult, list[Path]]:
     """The ``hdr fuse`` job. Returns the result and the files written (output first)."""
     info = get_backend(backend)
@@ -230,7 +238,7 @@ def fuse(
         require_exposures=info.needs_exposures,
     )
     read_s = time.perf_counter() - t0
-    result = fuse_bracket(bracket, backend, align, response, guard)
+    result = fuse_bracket(bracket, backend, align, response, guard, model_size, device)
     result.timings["read_s"] = read_s
     t0 = time.perf_counter()
     written: list[Path] = []
@@ -270,3 +278,56 @@ def tonemap_file(
     check_output_path(output, overwrite)
     hdr = read_hdr(source)
     return write_ldr(output, tonemap_image(hdr, method, exposure))
+
+
+def expand(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    backend: str = "twostage",
+    model_size: str | None = None,
+    device: str = "cpu",
+    float32: bool = False,
+    tonemap: str = "reinhard",
+    preview: str | os.PathLike[str] | None = None,
+    no_preview: bool = False,
+    save_stack: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> tuple[np.ndarray, list[Path]]:
+    """The ``hdr expand`` job: one photo -> HDR (1.0 = the photo's clipping level)."""
+    from hdrcli.align import linear_to_srgb
+    from hdrcli.io.frames import read_frame
+    from hdrcli.runtime import TorchRunner
+
+    info = get_backend(backend)
+    if info.kind != "single-image":
+        raise HdrError(f"'{backend}' fuses brackets; `hdr expand` takes twostage or stack")
+    output = Path(output)
+    preview_path = None if no_preview else (Path(preview) if preview else default_preview_path(output))
+    _check_outputs(output, preview_path, True, overwrite)
+    stack_dir = Path(save_stack) if save_stack is not None else None
+    if stack_dir is not None:
+        if backend != "stack":
+            raise HdrError("--save-stack needs the stack backend")
+        if stack_dir.exists() and not stack_dir.is_dir():
+            raise HdrError("--save-stack path is not a folder", stack_dir)
+        check_output_path(stack_dir / "probe.png", overwrite=True)
+    frame = read_frame(source)
+    image = linear_to_srgb(frame.pixels) if frame.linear else frame.pixels
+    runner = TorchRunner(backend, size=model_size, device=device)
+    hdr = runner.expand(image)
+    written = [write_hdr(output, hdr, float32=float32, metadata={
+        "version": __version__, "backend": backend, "source": frame.name,
+        "units": "relative radiance; 1.0 = clipping level of the input photo",
+    })]
+    if preview_path is not None:
+        written.append(write_ldr(preview_path, tonemap_image(hdr, tonemap)))
+    if stack_dir is not None:
+        import torch
+
+        with torch.no_grad():
+            _, stack, evs = runner.model(torch.from_numpy(image).permute(2, 0, 1)[None].float(), return_stack=True)
+        for frame_pixels, ev in zip(stack[0], evs.tolist()):
+            path = stack_dir / f"{Path(source).stem}_ev{ev:+.0f}.png"
+            written.append(write_ldr(path, frame_pixels.permute(1, 2, 0).numpy()))
+    return hdr, written

@@ -1,0 +1,196 @@
+"""Scoring backends on held-out scenes: learned models against classical baselines.
+
+Multi-exposure methods are scored on brackets simulated from held-out radiance maps (the
+same split as training, :func:`hdrcli.training.camera.split_maps`), half static, half
+with camera shake and a moving object:
+
+* ``reference``: the reference frame alone, linearised with the field's convention
+  (LDR**2.2 / t, shortest exposure's units);
+* ``opencv-debevec-mtb``: OpenCV AlignMTB + CalibrateDebevec + MergeDebevec with its
+  defaults. Debevec's radiance scale is arbitrary, so its output is scaled by the median
+  ratio to the ground truth (an oracle scale that favours the baseline);
+* learned backends with shipped weights, run as `hdr fuse` runs them (torch, tiled).
+
+Single-image methods: ``inverse-gamma`` (LDR**2.2) against the learned expansions, all
+scale-aligned to the ground truth (single-image HDR is only known up to scale).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hdrcli.metrics import hdr_scores, single_image_scores
+from hdrcli.training.camera import (
+    BracketSample,
+    CameraSimulator,
+    inverse_gamma,
+    list_radiance_maps,
+    split_maps,
+    validation_brackets,
+    validation_singles,
+)
+
+
+def reference_alone(sample: BracketSample) -> np.ndarray:
+    return np.clip(sample.ldr[1], 0, 1) ** 2.2 / sample.exposures[1]
+
+
+def opencv_debevec_mtb(sample: BracketSample) -> np.ndarray:
+    u8 = [np.ascontiguousarray(np.clip(np.rint(f * 255), 0, 255).astype(np.uint8)) for f in sample.ldr]
+    aligned = [f.copy() for f in u8]
+    cv2.createAlignMTB().process(u8, aligned)
+    times = sample.exposures.astype(np.float32)
+    response = cv2.createCalibrateDebevec().process(aligned, times)
+    hdr = cv2.createMergeDebevec().process(aligned, times, response)
+    hdr = np.nan_to_num(hdr, nan=0.0, posinf=0.0)
+    p, t = hdr.mean(-1), sample.hdr.mean(-1)
+    ok = (p > 1e-6) & (t > 1e-4) & (t < 0.99)
+    return hdr * np.float32(np.median(t[ok] / p[ok]) if ok.any() else 1.0)
+
+
+def held_out_simulator(maps_root: str | Path, patch: int = 256) -> CameraSimulator:
+    _, validation = split_maps(list_radiance_maps(maps_root))
+    return CameraSimulator(validation, patch=patch)
+
+
+def score_multi_exposure(methods: dict, samples: list[BracketSample]) -> dict[str, dict[str, float]]:
+    """methods: name -> f(sample) -> HDR. Returns name -> averaged scores (all, motion, static)."""
+    results = {}
+    for name, method in methods.items():
+        rows = []
+        for sample in samples:
+            t0 = time.perf_counter()
+            pred = method(sample)
+            rows.append({**hdr_scores(pred, sample.hdr), "time_s": time.perf_counter() - t0, "motion": sample.motion})
+        results[name] = _average(rows)
+    return results
+
+
+def score_single_image(methods: dict, samples) -> dict[str, dict[str, float]]:
+    results = {}
+    for name, method in methods.items():
+        rows = []
+        for sample in samples:
+            t0 = time.perf_counter()
+            pred = method(sample)
+            rows.append({**single_image_scores(pred, sample.hdr), "time_s": time.perf_counter() - t0})
+        results[name] = _average(rows)
+    return results
+
+
+def _average(rows: list[dict]) -> dict[str, float]:
+    keys = [k for k in rows[0] if k != "motion"]
+    out = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    if "motion" in rows[0]:
+        for flag, tag in ((True, "motion"), (False, "static")):
+            subset = [r for r in rows if r["motion"] == flag]
+            if subset:
+                out.update({f"{k}_{tag}": float(np.mean([r[k] for r in subset])) for k in keys if k != "time_s"})
+    out["scenes"] = len(rows)
+    return out
+
+
+def learned_fuser(name: str):
+    from hdrcli.runtime import TorchRunner
+
+    runner = TorchRunner(name)
+    return lambda sample: runner.fuse(list(sample.ldr), list(sample.exposures))
+
+
+def learned_expander(name: str):
+    from hdrcli.runtime import TorchRunner
+
+    runner = TorchRunner(name)
+    return lambda sample: runner.expand(sample.ldr)
+
+
+def baseline_single(sample) -> np.ndarray:
+    return inverse_gamma(sample.ldr)
+
+
+__all__ = [
+    "baseline_single", "held_out_simulator", "learned_expander", "learned_fuser", "opencv_debevec_mtb",
+    "reference_alone", "score_multi_exposure", "score_single_image", "validation_brackets", "validation_singles",
+]
+
+
+# ----------------------------------------------------------------------------- hdr eval
+
+def kalantari_scenes(root: str | Path) -> list[Path]:
+    """Scene folders under ``root`` holding exposure.txt and HDRImg.hdr, sorted."""
+    from hdrcli.io.scene import EXPOSURE_FILE
+
+    root = Path(root)
+    return sorted({p.parent for p in root.rglob(EXPOSURE_FILE) if (p.parent / "HDRImg.hdr").is_file()})
+
+
+def evaluate_backend(backend: str, data: str | Path, *, limit: int | None = None, size: str | None = None,
+                     align: str = "none", progress=None) -> list[dict]:
+    """Per-scene scores of a multi-exposure backend on a dataset.
+
+    ``data`` is a Kalantari-layout folder (scenes with three TIFFs, exposure.txt in EV
+    stops and HDRImg.hdr) or a folder of radiance maps, from which the held-out maps are
+    rendered into brackets (4 per map, half with motion, 256 x 256). Outputs are compared
+    in the shortest exposure's units, as the models and hdrcli's classical merges produce.
+    """
+    from hdrcli.backends import get_backend
+    from hdrcli.errors import HdrError
+    from hdrcli.exposure import make_bracket
+    from hdrcli.io.frames import Frame
+    from hdrcli.io.hdr import read_hdr
+    from hdrcli.io.scene import read_scene
+    from hdrcli.pipeline import fuse_bracket
+
+    info = get_backend(backend)
+    if info.kind != "multi-exposure" or info.output != "radiance":
+        raise HdrError(f"'{backend}' does not produce radiance from brackets; evaluate debevec, robertson or a learned fusion backend")
+    data = Path(data)
+    if not data.is_dir():
+        raise HdrError("no such folder", data)
+    scenes = kalantari_scenes(data)
+    items: list[tuple[str, object]] = []
+    if scenes:
+        items = [(s.name if s.parent == data else str(s.relative_to(data)), s) for s in scenes]
+    else:
+        maps = list_radiance_maps(data)
+        if not maps:
+            from hdrcli.io.scene import EXPOSURE_FILE
+
+            if any(data.rglob(EXPOSURE_FILE)):
+                raise HdrError("scene folders found but none has HDRImg.hdr (the ground truth)", data)
+            raise HdrError("neither Kalantari scene folders (exposure.txt + HDRImg.hdr) nor radiance maps found", data)
+        if len(maps) < 2:
+            raise HdrError("need at least 2 radiance maps to hold one out", data)
+        samples = validation_brackets(held_out_simulator(data), per_map=4)
+        items = [(f"sim{i:03d}{'-motion' if s.motion else '-static'}", s) for i, s in enumerate(samples)]
+    if limit:
+        items = items[:limit]
+    rows = []
+    for index, (name, item) in enumerate(items):
+        if isinstance(item, Path):
+            if not (item / "exposure.txt").is_file():
+                raise HdrError("scene folder has no exposure.txt", item)
+            frames, exposures = read_scene(item)
+            target = read_hdr(item / "HDRImg.hdr")
+        else:
+            frames = [Frame(Path(f"{name}-{i}.png"), f, 8, False) for i, f in enumerate(item.ldr)]
+            exposures, target = list(item.exposures), item.hdr
+        bracket = make_bracket(frames, exposures)
+        t0 = time.perf_counter()
+        result = fuse_bracket(bracket, backend, align, model_size=size)
+        seconds = time.perf_counter() - t0
+        if result.image.shape != target.shape:
+            raise HdrError(f"ground truth size {target.shape[1]}x{target.shape[0]} differs from the frames'", name)
+        rows.append({"scene": name, **hdr_scores(result.image, target), "time_s": seconds})
+        if progress is not None:
+            progress(index + 1, len(items))
+    return rows
+
+
+def average_rows(rows: list[dict]) -> dict[str, float]:
+    keys = [k for k in rows[0] if k != "scene"]
+    return {k: float(np.mean([r[k] for r in rows])) for k in keys}

@@ -1,0 +1,132 @@
+"""Training data: simulated brackets from radiance maps, and Kalantari-layout datasets.
+
+Both give batches of torch tensors:
+
+* multi-exposure: ``ldr`` (B, 3, 3, P, P) frames by exposure, ``exposures`` (B, 3)
+  relative (shortest = 1), ``hdr`` (B, 3, P, P) ground truth in the shortest exposure's
+  units, ``motion`` (B,) bool;
+* single-image: ``ldr`` (B, 3, P, P), ``hdr`` (B, 3, P, P) (1 = input clipping level),
+  ``stack`` (B, S, 3, P, P) and ``evs`` (S,) noise-free exposures, ``edges`` (B, S, 1, P, P)
+  Canny edge maps of the stack (sigma 2).
+
+Patches get random flips and 90-degree rotations (the simulator does it for radiance
+crops; the Kalantari reader here).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from hdrcli.errors import HdrError
+from hdrcli.io.hdr import read_hdr
+from hdrcli.io.scene import EXPOSURE_FILE, read_scene
+from hdrcli.training.camera import CameraSimulator
+
+
+def canny_edges(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """Canny edge map in {0, 1} of an RGB image in [0, 1], after a Gaussian blur of ``sigma``."""
+    gray = cv2.cvtColor(np.clip(image * 255, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    gray = cv2.GaussianBlur(gray, (0, 0), sigma)
+    return (cv2.Canny(gray, 20, 50) > 0).astype(np.float32)
+
+
+def bracket_batch(samples) -> dict[str, torch.Tensor]:
+    return {
+        "ldr": torch.from_numpy(np.stack([s.ldr for s in samples])).permute(0, 1, 4, 2, 3).contiguous(),
+        "exposures": torch.from_numpy(np.stack([s.exposures for s in samples])),
+        "hdr": torch.from_numpy(np.stack([s.hdr for s in samples])).permute(0, 3, 1, 2).contiguous(),
+        "motion": torch.tensor([s.motion for s in samples]),
+    }
+
+
+def single_batch(samples) -> dict[str, torch.Tensor]:
+    edges = np.stack([[canny_edges(f) for f in s.stack] for s in samples])[:, :, None]
+    return {
+        "ldr": torch.from_numpy(np.stack([s.ldr for s in samples])).permute(0, 3, 1, 2).contiguous(),
+        "hdr": torch.from_numpy(np.stack([s.hdr for s in samples])).permute(0, 3, 1, 2).contiguous(),
+        "stack": torch.from_numpy(np.stack([s.stack for s in samples])).permute(0, 1, 4, 2, 3).contiguous(),
+        "evs": torch.from_numpy(samples[0].evs),
+        "edges": torch.from_numpy(edges),
+    }
+
+
+class SimulatedData:
+    """Endless random batches from a :class:`CameraSimulator`."""
+
+    def __init__(self, simulator: CameraSimulator, kind: str, seed: int) -> None:
+        self.sim, self.kind = simulator, kind
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, size: int) -> dict[str, torch.Tensor]:
+        if self.kind == "multi-exposure":
+            return bracket_batch([self.sim.bracket(self.rng) for _ in range(size)])
+        return single_batch([self.sim.single(self.rng) for _ in range(size)])
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def restore(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+def is_kalantari_root(path: str | os.PathLike[str]) -> bool:
+    """A folder with Kalantari-style scenes (``Training/``, ``Test/`` or scene folders)."""
+    path = Path(path)
+    return any((p / EXPOSURE_FILE).is_file() for p in path.rglob("*") if p.is_dir())
+
+
+class KalantariData:
+    """Random patches from scene folders (three 16-bit TIFFs, exposure.txt in EV stops, HDRImg.hdr)."""
+
+    def __init__(self, root: str | os.PathLike[str], patch: int, seed: int) -> None:
+        self.scenes = sorted({p.parent for p in Path(root).rglob(EXPOSURE_FILE)})
+        self.scenes = [s for s in self.scenes if (s / "HDRImg.hdr").is_file()]
+        if not self.scenes:
+            raise HdrError("no scene folders with exposure.txt and HDRImg.hdr", root)
+        self.patch = patch
+        self.rng = np.random.default_rng(seed)
+        self.cache: dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _scene(self, folder: Path):
+        if folder not in self.cache:
+            frames, exposures = read_scene(folder)
+            if len(frames) != 3:
+                raise HdrError(f"expected 3 frames, found {len(frames)}", folder)
+            ldr = np.stack([f.pixels for f in frames])
+            t = np.asarray(exposures, np.float32)
+            self.cache[folder] = (ldr, t / t.min(), read_hdr(folder / "HDRImg.hdr"))
+        return self.cache[folder]
+
+    def batch(self, size: int) -> dict[str, torch.Tensor]:
+        ldrs, exps, hdrs = [], [], []
+        for _ in range(size):
+            ldr, t, hdr = self._scene(self.scenes[self.rng.integers(len(self.scenes))])
+            h, w = hdr.shape[:2]
+            y, x = self.rng.integers(0, h - self.patch + 1), self.rng.integers(0, w - self.patch + 1)
+            crop = lambda a: a[..., y : y + self.patch, x : x + self.patch, :]  # noqa: E731
+            l, g = crop(ldr), crop(hdr)
+            k, flip = int(self.rng.integers(4)), bool(self.rng.random() < 0.5)
+            l = np.rot90(l[:, :, ::-1] if flip else l, k, axes=(1, 2))
+            g = np.rot90(g[:, ::-1] if flip else g, k, axes=(0, 1))
+            ldrs.append(np.ascontiguousarray(l))
+            hdrs.append(np.ascontiguousarray(g))
+            exps.append(t)
+        return {
+            "ldr": torch.from_numpy(np.stack(ldrs)).permute(0, 1, 4, 2, 3).contiguous(),
+            "exposures": torch.from_numpy(np.stack(exps)),
+            "hdr": torch.from_numpy(np.stack(hdrs)).permute(0, 3, 1, 2).contiguous(),
+            "motion": torch.ones(size, dtype=torch.bool),
+        }
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def restore(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+

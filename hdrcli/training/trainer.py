@@ -1,0 +1,265 @@
+"""The training loop behind ``hdr train``: seeds, optimiser, validation, checkpoints, export.
+
+Runs on CPU or CUDA; under ``torchrun`` (WORLD_SIZE > 1) each process trains a
+DistributedDataParallel replica on its own data stream (seed + rank) and rank 0
+validates, checkpoints and exports. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from hdrcli.errors import HdrError
+from hdrcli.metrics import hdr_scores, single_image_scores
+from hdrcli.models import create_model, exposure_input, fold_do_convs, get_spec
+from hdrcli.models.registry import MULTI_EXPOSURE, WEIGHTS_DIR
+from hdrcli.training.camera import (
+    CameraSimulator,
+    inverse_gamma,
+    list_radiance_maps,
+    split_maps,
+    validation_brackets,
+    validation_singles,
+)
+from hdrcli.training.data import KalantariData, SimulatedData, is_kalantari_root
+from hdrcli.training.objectives import Objective
+
+
+@dataclass
+class TrainConfig:
+    backend: str
+    size: str = "lite"
+    data: str = "../shared/data/radiance"
+    steps: int = 2000
+    batch: int = 8
+    patch: int = 128
+    lr: float = 2e-4
+    val_every: int = 250
+    val_patch: int = 256
+    seed: int = 0
+    device: str = "auto"
+    run_dir: str = "runs"
+    resume: str | None = None
+    export: bool = True
+    max_minutes: float | None = None
+    command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in ["hdr", *sys.argv[1:]]))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise HdrError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+class Validator:
+    """Scores a model on the held-out simulated set (and records the baselines once)."""
+
+    def __init__(self, kind: str, sim: CameraSimulator, device: torch.device) -> None:
+        self.kind, self.device = kind, device
+        self.samples = validation_brackets(sim, per_map=4) if kind == MULTI_EXPOSURE else validation_singles(sim, per_map=2)
+
+    @torch.no_grad()
+    def predict(self, model: torch.nn.Module, sample) -> np.ndarray:
+        if self.kind == MULTI_EXPOSURE:
+            ldr = torch.from_numpy(sample.ldr).permute(0, 3, 1, 2)[None].to(self.device)
+            x = exposure_input(ldr, torch.from_numpy(sample.exposures)[None].to(self.device))
+        else:
+            x = torch.from_numpy(sample.ldr).permute(2, 0, 1)[None].to(self.device)
+        return model(x)[0].permute(1, 2, 0).float().cpu().numpy()
+
+    def score(self, model: torch.nn.Module) -> dict[str, float]:
+        model.eval()
+        rows = []
+        for sample in self.samples:
+            pred = self.predict(model, sample)
+            if self.kind == MULTI_EXPOSURE:
+                rows.append({**hdr_scores(pred, sample.hdr), "motion": sample.motion})
+            else:
+                rows.append(single_image_scores(pred, sample.hdr))
+        model.train()
+        return summarise(rows)
+
+
+def summarise(rows: list[dict]) -> dict[str, float]:
+    keys = [k for k in rows[0] if k != "motion"]
+    out = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    if "motion" in rows[0]:
+        for flag, tag in ((True, "motion"), (False, "static")):
+            subset = [r for r in rows if r["motion"] == flag]
+            if subset:
+                out.update({f"{k}_{tag}": float(np.mean([r[k] for r in subset])) for k in keys})
+    out["scenes"] = len(rows)
+    return out
+
+
+def single_image_baseline(samples) -> dict[str, float]:
+    """Inverse-gamma linearisation of the input, scored like the models."""
+    return summarise([single_image_scores(inverse_gamma(s.ldr), s.hdr) for s in samples])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def update_manifest(entry: dict, manifest: Path = WEIGHTS_DIR / "manifest.json") -> None:
+    data = json.loads(manifest.read_text()) if manifest.is_file() else {"weights": {}}
+    data.setdefault("weights", {})[entry["file"]] = entry
+    tmp = manifest.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, manifest)
+
+
+def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dict:
+    """Train ``cfg.backend``; returns a summary (final validation scores, files)."""
+    rank, world = _distributed()
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.manual_seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
+    spec = get_spec(cfg.backend)
+    model = create_model(cfg.backend, cfg.size).to(device)
+    objective = Objective(cfg.backend, model, cfg.steps)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=cfg.backend == "dfgnet")
+        objective.model = model
+    params = [p for p in model.parameters()] + objective.parameters()
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + np.cos(np.pi * min(s, cfg.steps) / cfg.steps)) * 0.95 + 0.05)
+
+    data_path = Path(cfg.data)
+    if is_kalantari_root(data_path) and spec.kind == MULTI_EXPOSURE:
+        data = KalantariData(data_path, cfg.patch, cfg.seed + rank)
+        val_sim = None
+        data_note = f"Kalantari-layout scenes under {data_path}"
+    else:
+        maps = list_radiance_maps(data_path)
+        if len(maps) < 2:
+            raise HdrError("no radiance maps (.hdr/.exr/.pfm) found", data_path)
+        train_maps, val_maps = split_maps(maps)
+        sim = CameraSimulator(train_maps, patch=cfg.patch)
+        if cfg.backend == "stack":
+            steps = (model.module if world > 1 else model).steps
+            evs = tuple(float(e) for e in range(-steps, steps + 1))
+            single = sim.single
+            sim.single = lambda rng, stack_evs=evs: single(rng, stack_evs)  # type: ignore[method-assign]
+        data = SimulatedData(sim, spec.kind, cfg.seed + rank)
+        val_sim = CameraSimulator(val_maps, patch=cfg.val_patch) if rank == 0 else None
+        data_note = (f"camera simulation of {len(train_maps)} radiance maps under {data_path}; "
+                     f"validation: {len(val_maps)} held-out maps ({', '.join(p.name for p in val_maps)})")
+    validator = Validator(spec.kind, val_sim, device) if val_sim is not None else None
+
+    run_dir = Path(cfg.run_dir) / f"{cfg.backend}-{cfg.size}"
+    start_step, elapsed_before, history = 0, 0.0, []
+    if cfg.resume:
+        state = torch.load(cfg.resume, map_location=device, weights_only=False)
+        (model.module if world > 1 else model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        if objective.gls is not None and "objective" in state:
+            objective.gls.load_state_dict(state["objective"])
+        data.restore(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start_step, elapsed_before, history = state["step"], state["elapsed_s"], state.get("history", [])
+
+    def checkpoint(step: int, elapsed: float) -> Path:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / "last.pt"
+        state = {
+            "model": (model.module if world > 1 else model).state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "data_rng": data.state(), "torch_rng": torch.get_rng_state(),
+            "step": step, "elapsed_s": elapsed, "history": history, "config": asdict(cfg),
+            "objective": objective.gls.state_dict() if objective.gls is not None else None,
+        }
+        torch.save(state, run_dir / "last.pt.tmp")
+        os.replace(run_dir / "last.pt.tmp", path)
+        return path
+
+    t_start = time.perf_counter()
+    model.train()
+    step = start_step
+    last_scores: dict[str, float] = {}
+    while step < cfg.steps:
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in data.batch(cfg.batch).items()}
+        loss, logs = objective(batch, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        step += 1
+        elapsed = elapsed_before + time.perf_counter() - t_start
+        info = {"step": step, "steps": cfg.steps, "loss": float(loss.detach()), **logs, "patches_per_s": step * cfg.batch / max(elapsed, 1e-9),
+                "elapsed_s": elapsed}
+        out_of_time = cfg.max_minutes is not None and elapsed > 60 * cfg.max_minutes
+        if rank == 0 and validator is not None and (step % cfg.val_every == 0 or step == cfg.steps or out_of_time):
+            last_scores = validator.score(model.module if world > 1 else model)
+            history.append({"step": step, "elapsed_s": elapsed, **last_scores})
+            info["validation"] = last_scores
+            checkpoint(step, elapsed)
+        if report is not None and rank == 0:
+            report(info)
+        if out_of_time:
+            break
+    elapsed = elapsed_before + time.perf_counter() - t_start
+    summary = {"backend": cfg.backend, "size": cfg.size, "steps_done": step, "steps_planned": cfg.steps,
+               "wall_time_s": round(elapsed, 1), "validation": last_scores, "data": data_note}
+    if rank == 0:
+        checkpoint(step, elapsed)
+        if cfg.export:
+            summary["weights"] = str(export_weights(cfg, model.module if world > 1 else model, summary, device))
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return summary
+
+
+def export_weights(cfg: TrainConfig, model: torch.nn.Module, summary: dict, device: torch.device) -> Path:
+    """Write weights/<backend>-<size>.pt (the training-form state dict) and its manifest entry."""
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    path = get_spec(cfg.backend).weights_path(cfg.size)
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save({"model": model.state_dict()}, tmp)
+    os.replace(tmp, path)
+    hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                else f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    complete = summary["steps_done"] >= summary["steps_planned"]
+    update_manifest({
+        "file": path.name,
+        "sha256": _sha256(path),
+        "backend": cfg.backend,
+        "size": cfg.size,
+        "command": cfg.command,
+        "data": summary["data"],
+        "steps": summary["steps_done"],
+        "batch": cfg.batch,
+        "patch": cfg.patch,
+        "wall_time_s": summary["wall_time_s"],
+        "hardware": hardware,
+        "validation": summary["validation"],
+        "status": "trained as planned" if complete else f"partly trained: {summary['steps_done']} of {summary['steps_planned']} steps",
+        "inference_params": sum(p.numel() for p in fold_do_convs(create_model(cfg.backend, cfg.size)).parameters()),
+    })
+    return path

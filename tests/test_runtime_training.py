@@ -1,0 +1,131 @@
+"""Metrics against scikit-image, tiled inference, the camera simulator, `hdr train`/`hdr eval`, weights manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hdrcli.metrics import hdr_scores, mu_law, psnr, ssim
+from hdrcli.models import create_model
+from hdrcli.runtime.tiling import run_tiled, tile_weights
+from hdrcli.training.camera import CameraSimulator, split_maps, validation_brackets
+from tests.conftest import ROOT, textured_scene
+
+
+def test_metrics_match_scikit_image():
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    rng = np.random.default_rng(0)
+    a = rng.random((48, 64, 3)).astype(np.float64)
+    b = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1)
+    assert psnr(a, b) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=1.0), abs=1e-9)
+    theirs = structural_similarity(a, b, data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                                   use_sample_covariance=False)
+    assert ssim(a, b) == pytest.approx(theirs, abs=1e-6)
+
+
+def test_hdr_scores_by_hand():
+    target = np.full((16, 16, 3), 0.25)
+    pred = np.full((16, 16, 3), 0.5)
+    scores = hdr_scores(pred, target)
+    t = np.log1p(5000 * np.array([0.25, 0.5])) / np.log1p(5000)
+    assert scores["psnr_l"] == pytest.approx(10 * np.log10(1 / 0.25**2))
+    assert scores["psnr_mu"] == pytest.approx(10 * np.log10(1 / (t[1] - t[0]) ** 2))
+    assert mu_law(np.array([2.0]))[0] == 1.0  # clipped to [0, 1]
+
+
+def test_tile_weights_and_tiled_equals_whole():
+    w = tile_weights(64, 80, 16)
+    assert w.shape == (64, 80) and w.min() > 0 and w[32, 40] == 1
+    torch.manual_seed(0)
+    model = create_model("twostage", "lite").eval()
+    x = torch.rand(1, 3, 150, 210)
+    with torch.no_grad():
+        whole = model(x)
+        tiled = run_tiled(model, x, tile=96, overlap=32)
+    difference = (torch.log1p(5000 * (tiled / 64).clamp(0, 1)) - torch.log1p(5000 * (whole / 64).clamp(0, 1))).abs()
+    assert difference.max().item() / np.log1p(5000) < 0.02
+
+
+def _write_maps(folder: Path, count: int = 3) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        scene = textured_scene(96, 128, seed=i, stops=12) * 50
+        cv2.imwrite(str(folder / f"map{i}.hdr"), scene[..., ::-1].astype(np.float32))
+
+
+def test_camera_simulator_brackets(tmp_path):
+    _write_maps(tmp_path / "maps", 4)
+    train, val = split_maps(sorted((tmp_path / "maps").glob("*.hdr")), every=4)
+    assert len(val) == 1 and not set(val) & set(train)
+    sim = CameraSimulator(train, patch=48)
+    rng = np.random.default_rng(0)
+    sample = sim.bracket(rng, motion=True)
+    assert sample.ldr.shape == (3, 48, 48, 3) and sample.hdr.shape == (48, 48, 3)
+    assert sample.exposures[0] == 1 and sample.exposures[1] in (4.0, 8.0)
+    assert 0 <= sample.hdr.min() and sample.hdr.max() <= 1
+    assert np.all(np.diff([f.mean() for f in sample.ldr]) > 0)  # brighter with exposure
+    codes = sample.ldr * 255
+    assert np.allclose(codes, np.round(codes), atol=1e-3)  # 8-bit quantised
+    single = sim.single(rng)
+    assert single.stack.shape == (5, 48, 48, 3) and single.hdr.shape == (48, 48, 3)
+    first = validation_brackets(CameraSimulator(val, patch=48), per_map=2)
+    again = validation_brackets(CameraSimulator(val, patch=48), per_map=2)
+    assert [s.motion for s in first] == [False, True]
+    np.testing.assert_array_equal(first[1].ldr, again[1].ldr)  # deterministic validation set
+
+
+def test_hdr_train_and_eval_smoke(tmp_path):
+    from tests.test_cli import hdr
+
+    maps = tmp_path / "maps"
+    _write_maps(maps, 3)
+    r = hdr("train", "--backend", "lffnet", "--data", maps, "--steps", "3", "--batch", "2", "--patch", "32",
+            "--val-every", "3", "--run-dir", tmp_path / "runs", "--no-export")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout[r.stdout.index("{"):])
+    assert summary["steps_done"] == 3 and "psnr_mu" in summary["validation"]
+    checkpoint = tmp_path / "runs" / "lffnet-lite" / "last.pt"
+    assert checkpoint.is_file()
+    r = hdr("train", "--backend", "lffnet", "--data", maps, "--steps", "5", "--batch", "2", "--patch", "32",
+            "--val-every", "5", "--run-dir", tmp_path / "runs", "--no-export", "--resume", checkpoint)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout[r.stdout.index("{"):])["steps_done"] == 5
+    r = hdr("eval", "--backend", "debevec", "--data", maps, "--json", "--limit", "2")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert len(result["scenes"]) == 2 and result["mean"]["psnr_mu"] > 10
+
+
+def test_eval_bad_inputs(tmp_path):
+    from tests.test_cli import hdr
+
+    (tmp_path / "empty").mkdir()
+    r = hdr("eval", "--backend", "debevec", "--data", tmp_path / "empty")
+    assert r.returncode != 0 and "neither Kalantari" in r.stderr and "Traceback" not in r.stderr
+    scene = tmp_path / "set" / "001"
+    scene.mkdir(parents=True)
+    (scene / "exposure.txt").write_text("0\n2\n4\n")
+    r = hdr("eval", "--backend", "debevec", "--data", tmp_path / "set")
+    assert r.returncode != 0 and "HDRImg.hdr" in r.stderr
+
+
+def test_weights_manifest_matches_files():
+    manifest = ROOT / "weights" / "manifest.json"
+    if not manifest.is_file():
+        pytest.skip("no weights shipped yet")
+    entries = json.loads(manifest.read_text())["weights"]
+    for name, entry in entries.items():
+        path = ROOT / "weights" / name
+        assert path.is_file(), name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], name
+        for key in ("backend", "size", "command", "data", "steps", "wall_time_s", "hardware", "validation", "status"):
+            assert key in entry, (name, key)
+        model = create_model(entry["backend"], entry["size"], pretrained=True)  # loads with weights_only=True
+        assert sum(p.numel() for p in model.parameters()) > 0
