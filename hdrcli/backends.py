@@ -32,15 +32,15 @@ CLASSICAL_BACKENDS: dict[str, BackendInfo] = {
     for b in (
         BackendInfo(
             "debevec", "multi-exposure", "classical", "radiance",
-            "Debevec & Malik 1997: response calibration + log-domain merge (OpenCV), clipped-highlight guard",
+            "Debevec & Malik 1997 calibration + merge (OpenCV), highlight guard",
         ),
         BackendInfo(
             "robertson", "multi-exposure", "classical", "radiance",
-            "Robertson et al. 2003: iterative response calibration + weighted linear merge (OpenCV)",
+            "Robertson et al. 2003 calibration + merge (OpenCV)",
         ),
         BackendInfo(
             "mertens", "multi-exposure", "classical", "display",
-            "Mertens et al. 2007 exposure fusion (OpenCV): an LDR image in [0, 1], no radiance",
+            "Mertens et al. 2007 exposure fusion (OpenCV): LDR in [0, 1]",
             needs_exposures=False,
         ),
     )

@@ -67,6 +67,26 @@ def _run(job):
         _fail(f"internal error: {type(exc).__name__}: {exc} (set HDRCLI_DEBUG=1 for the traceback)", 3)
 
 
+class _TileProgress:
+    """A rich progress bar over tiles, shown only when an image needs more than 4 tiles."""
+
+    def __init__(self) -> None:
+        from rich.progress import Progress
+
+        self.bar = Progress(console=err, transient=True)
+        self.task = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total <= 4:
+            return
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task("tiles", total=total)
+        self.bar.update(self.task, completed=done)
+        if done == total:
+            self.bar.stop()
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"hdrcli {__version__}")
@@ -121,7 +141,9 @@ def fuse(
     no_preview: Annotated[bool, typer.Option("--no-preview", help="Do not write a preview.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help="Replace existing output files.")] = False,
     size: Annotated[Optional[str], typer.Option("--size", help="Learned backends: weights size (lite, paper).")] = None,
-    device: Annotated[str, typer.Option(help="Learned backends: cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help="Learned backends: auto (CUDA when available), cpu or cuda.")] = "auto",
+    runtime: Annotated[str, typer.Option(help="Learned backends: torch or onnx (ONNX Runtime).")] = "torch",
+    tile: Annotated[Optional[int], typer.Option(help="Learned backends: tile side in pixels (bounded memory).")] = None,
 ) -> None:
     """Merge bracketed exposures into an HDR image (plus a tone-mapped preview)."""
     from hdrcli import pipeline
@@ -134,7 +156,7 @@ def fuse(
             exposure_file=exposure_file, exposure_file_format=exposure_file_format,
             reference=reference, crf=crf, save_crf=save_crf, guard=guard, float32=float32,
             tonemap=tonemap, preview=preview, no_preview=no_preview, overwrite=overwrite,
-            model_size=size, device=device,
+            model_size=size, device=device, runtime=runtime, tile=tile, progress=_TileProgress(),
         )
 
     if tonemap not in TONEMAPS:
@@ -168,7 +190,9 @@ def expand(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output: .exr, .hdr, .pfm, .png/.tif (16-bit).")],
     backend: Annotated[str, typer.Option("--backend", "-b", help="twostage or stack.")] = "twostage",
     size: Annotated[Optional[str], typer.Option("--size", help="Weights size (lite, paper).")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")] = "auto",
+    runtime: Annotated[str, typer.Option(help="torch or onnx (ONNX Runtime).")] = "torch",
+    tile: Annotated[Optional[int], typer.Option(help="Tile side in pixels (bounded memory).")] = None,
     float32: Annotated[bool, typer.Option("--float32", help="EXR with 32-bit floats (default: half).")] = False,
     tonemap: Annotated[str, typer.Option(help=f"Preview tone map: {', '.join(TONEMAPS)}.")] = "reinhard",
     preview: Annotated[Optional[Path], typer.Option(help="Preview path (default: OUTPUT with .preview.jpg).")] = None,
@@ -182,8 +206,10 @@ def expand(
     if tonemap not in TONEMAPS:
         _fail(f"unknown tone map '{tonemap}' (use {', '.join(TONEMAPS)})")
     _, written = _run(lambda: pipeline.expand(
-        photo, output, backend=backend, model_size=size, device=device, float32=float32, tonemap=tonemap,
+        photo, output, backend=backend, model_size=size, device=device, runtime=runtime, tile=tile,
+        float32=float32, tonemap=tonemap,
         preview=preview, no_preview=no_preview, save_stack=save_stack, overwrite=overwrite,
+        progress=_TileProgress(),
     ))
     for path in written:
         out.print(f"wrote {path}")
@@ -272,6 +298,36 @@ def batch(
         raise typer.Exit(1)
 
 
+@app.command("export")
+def export_cmd(
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Learned backend with trained weights.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="ONNX file (default weights/NAME-SIZE-tTILE.onnx).")] = None,
+    size: Annotated[Optional[str], typer.Option("--size", help="Weights size (lite, paper).")] = None,
+    tile: Annotated[Optional[int], typer.Option(help="Static input tile side (default per backend; FFT blocks need a fixed shape in ONNX Runtime).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help="Replace an existing file.")] = False,
+) -> None:
+    """Export a trained backend to ONNX (DO-Conv folded, static tile shape)."""
+    from hdrcli.io.atomic import check_output_path
+    from hdrcli.runtime.export import export_onnx, onnx_path
+    from hdrcli.runtime.torch_runtime import available_sizes
+
+    def job():
+        from hdrcli.runtime.torch_runtime import DEFAULT_TILE
+
+        side = tile or DEFAULT_TILE.get(backend, 512)
+        sizes = [size] if size else available_sizes(backend)
+        target = output or onnx_path(backend, sizes[0] if sizes else "lite", side)
+        check_output_path(target, overwrite)
+        path = export_onnx(backend, target, size=size, tile=side)
+        if output is None:  # shipped exports are recorded in weights/manifest.json
+            from hdrcli.runtime.export import record_export
+
+            record_export(backend, sizes[0], side, path)
+        return path
+
+    out.print(f"wrote {_run(job)}")
+
+
 @app.command("tonemap")
 def tonemap_cmd(
     source: Annotated[Path, typer.Argument(help="HDR file: .exr, .hdr, .pfm, or hdrcli 16-bit .png/.tif.", show_default=False)],
@@ -329,7 +385,8 @@ def train(
             progress.update(task, completed=info["step"], status=status)
 
         summary = _run(lambda: run_training(cfg, report))
-    out.print_json(data=summary)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        out.print_json(data=summary)
 
 
 def run() -> None:

@@ -57,33 +57,34 @@ def held_out_simulator(maps_root: str | Path, patch: int = 256) -> CameraSimulat
     return CameraSimulator(validation, patch=patch)
 
 
-def score_multi_exposure(methods: dict, samples: list[BracketSample]) -> dict[str, dict[str, float]]:
-    """methods: name -> f(sample) -> HDR. Returns name -> averaged scores (all, motion, static)."""
+def score_methods(methods: dict, samples: list, scorer) -> dict[str, dict[str, float]]:
+    """methods: name -> f(sample) -> HDR; scorer(pred, sample) -> metrics. Averages per method
+    (and per motion/static subset when samples carry a ``motion`` flag)."""
     results = {}
     for name, method in methods.items():
         rows = []
         for sample in samples:
             t0 = time.perf_counter()
             pred = method(sample)
-            rows.append({**hdr_scores(pred, sample.hdr), "time_s": time.perf_counter() - t0, "motion": sample.motion})
-        results[name] = _average(rows)
+            row = {**scorer(pred, sample), "time_s": time.perf_counter() - t0}
+            if hasattr(sample, "motion"):
+                row["motion"] = sample.motion
+            rows.append(row)
+        results[name] = summarise(rows)
     return results
+
+
+def score_multi_exposure(methods: dict, samples: list[BracketSample]) -> dict[str, dict[str, float]]:
+    return score_methods(methods, samples, lambda pred, s: hdr_scores(pred, s.hdr))
 
 
 def score_single_image(methods: dict, samples) -> dict[str, dict[str, float]]:
-    results = {}
-    for name, method in methods.items():
-        rows = []
-        for sample in samples:
-            t0 = time.perf_counter()
-            pred = method(sample)
-            rows.append({**single_image_scores(pred, sample.hdr), "time_s": time.perf_counter() - t0})
-        results[name] = _average(rows)
-    return results
+    return score_methods(methods, samples, lambda pred, s: single_image_scores(pred, s.hdr))
 
 
-def _average(rows: list[dict]) -> dict[str, float]:
-    keys = [k for k in rows[0] if k != "motion"]
+def summarise(rows: list[dict]) -> dict[str, float]:
+    """Mean of every metric, plus per-subset means when rows carry a ``motion`` flag."""
+    keys = [k for k in rows[0] if k not in ("motion", "scene")]
     out = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     if "motion" in rows[0]:
         for flag, tag in ((True, "motion"), (False, "static")):
@@ -114,7 +115,8 @@ def baseline_single(sample) -> np.ndarray:
 
 __all__ = [
     "baseline_single", "held_out_simulator", "learned_expander", "learned_fuser", "opencv_debevec_mtb",
-    "reference_alone", "score_multi_exposure", "score_single_image", "validation_brackets", "validation_singles",
+    "reference_alone", "score_multi_exposure", "score_single_image", "summarise", "validation_brackets",
+    "validation_singles",
 ]
 
 
@@ -192,5 +194,4 @@ def evaluate_backend(backend: str, data: str | Path, *, limit: int | None = None
 
 
 def average_rows(rows: list[dict]) -> dict[str, float]:
-    keys = [k for k in rows[0] if k != "scene"]
-    return {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    return summarise(rows)

@@ -131,7 +131,10 @@ def fuse_bracket(
     response: np.ndarray | None = None,
     guard: bool = True,
     model_size: str | None = None,
-    device: str = "cpu",
+    device: str = "auto",
+    runtime: str = "torch",
+    tile: int | None = None,
+    progress=None,
 ) -> FuseResult:
     """Align and merge a bracket with a backend (no file I/O).
 
@@ -143,7 +146,10 @@ def fuse_bracket(
             ignored for linear (RAW) frames.
         guard: Debevec/Robertson clipped-highlight guard (see hdrcli.merge.classical).
         model_size: learned backends: 'lite' or 'paper' (default: the first with weights).
-        device: learned backends: 'cpu' or 'cuda'.
+        device: learned backends: 'auto' (CUDA when available), 'cpu' or 'cuda'.
+        runtime: learned backends: 'torch' or 'onnx'.
+        tile: learned backends: tile side (default per backend).
+        progress: learned backends: called as progress(done_tiles, total_tiles).
     """
     info = get_backend(backend)
     timings: dict[str, float] = {}
@@ -169,15 +175,34 @@ def fuse_bracket(
         raise HdrError(f"'{backend}' is a single-image backend; use `hdr expand`")
     else:
         from hdrcli.align import linear_to_srgb
-        from hdrcli.runtime import TorchRunner
+        from hdrcli.runtime import make_runner
 
-        runner = TorchRunner(info.name, size=model_size, device=device)
+        runner = make_runner(info.name, runtime, size=model_size, device=device, tile=tile)
         # The networks take display-referred frames: encode linear (RAW) data with sRGB.
         frames = [linear_to_srgb(im) if bracket.frames[0].linear else im for im in aligned]
-        hdr = runner.fuse(frames, bracket.relative_exposures)
+        chosen = select_three(bracket)
+        hdr = runner.fuse([frames[i] for i in chosen], [bracket.relative_exposures[i] for i in chosen], progress)
         result = FuseResult(hdr, True, bracket, None, timings)
     timings["merge_s"] = time.perf_counter() - t0
     return result
+
+
+def select_three(bracket: Bracket) -> list[int]:
+    """The learned backends fuse (short, reference, long): indices into the bracket.
+
+    With more than three frames the shortest and longest are kept around the reference
+    (a warning names them); output units stay those of the shortest kept frame.
+    """
+    n, ref = len(bracket.frames), bracket.reference
+    if n < 3:
+        raise HdrError(f"learned backends fuse 3 frames (short, reference, long); this bracket has {n}")
+    if not 0 < ref < n - 1:
+        raise HdrError("learned backends need a reference frame between the shortest and longest exposure")
+    chosen = [0, ref, n - 1]
+    if n > 3:
+        names = ", ".join(bracket.frames[i].name for i in chosen)
+        warn(f"learned backends fuse 3 of the {n} frames: {names}")
+    return chosen
 
 
 def _check_outputs(output: Path, preview: Path | None, radiance: bool, overwrite: bool) -> None:
@@ -213,7 +238,10 @@ def fuse(
     no_preview: bool = False,
     overwrite: bool = False,
     model_size: str | None = None,
-    device: str = "cpu",
+    device: str = "auto",
+    runtime: str = "torch",
+    tile: int | None = None,
+    progress=None,
 ) -> tuple[FuseResult, list[Path]]:
     """The ``hdr fuse`` job. Returns the result and the files written (output first)."""
     info = get_backend(backend)
@@ -238,7 +266,7 @@ def fuse(
         require_exposures=info.needs_exposures,
     )
     read_s = time.perf_counter() - t0
-    result = fuse_bracket(bracket, backend, align, response, guard, model_size, device)
+    result = fuse_bracket(bracket, backend, align, response, guard, model_size, device, runtime, tile, progress)
     result.timings["read_s"] = read_s
     t0 = time.perf_counter()
     written: list[Path] = []
@@ -286,18 +314,21 @@ def expand(
     *,
     backend: str = "twostage",
     model_size: str | None = None,
-    device: str = "cpu",
+    device: str = "auto",
+    runtime: str = "torch",
+    tile: int | None = None,
     float32: bool = False,
     tonemap: str = "reinhard",
     preview: str | os.PathLike[str] | None = None,
     no_preview: bool = False,
     save_stack: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
+    progress=None,
 ) -> tuple[np.ndarray, list[Path]]:
     """The ``hdr expand`` job: one photo -> HDR (1.0 = the photo's clipping level)."""
     from hdrcli.align import linear_to_srgb
     from hdrcli.io.frames import read_frame
-    from hdrcli.runtime import TorchRunner
+    from hdrcli.runtime import make_runner
 
     info = get_backend(backend)
     if info.kind != "single-image":
@@ -314,8 +345,8 @@ def expand(
         check_output_path(stack_dir / "probe.png", overwrite=True)
     frame = read_frame(source)
     image = linear_to_srgb(frame.pixels) if frame.linear else frame.pixels
-    runner = TorchRunner(backend, size=model_size, device=device)
-    hdr = runner.expand(image)
+    runner = make_runner(backend, runtime, size=model_size, device=device, tile=tile)
+    hdr = runner.expand(image, progress)
     written = [write_hdr(output, hdr, float32=float32, metadata={
         "version": __version__, "backend": backend, "source": frame.name,
         "units": "relative radiance; 1.0 = clipping level of the input photo",
@@ -325,8 +356,12 @@ def expand(
     if stack_dir is not None:
         import torch
 
+        from hdrcli.runtime import TorchRunner
+
+        stack_runner = runner if isinstance(runner, TorchRunner) else make_runner(backend, "torch", model_size, device)
         with torch.no_grad():
-            _, stack, evs = runner.model(torch.from_numpy(image).permute(2, 0, 1)[None].float(), return_stack=True)
+            _, stack, evs = stack_runner.model(torch.from_numpy(image).permute(2, 0, 1)[None].float(), return_stack=True)
+        stack_dir.mkdir(parents=True, exist_ok=True)
         for frame_pixels, ev in zip(stack[0], evs.tolist()):
             path = stack_dir / f"{Path(source).stem}_ev{ev:+.0f}.png"
             written.append(write_ldr(path, frame_pixels.permute(1, 2, 0).numpy()))

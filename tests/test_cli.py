@@ -208,3 +208,59 @@ def test_tonemap_bad_input(tmp_path):
     r = hdr("tonemap", tmp_path / "x.exr", "-o", tmp_path / "x.jpg")
     assert r.returncode != 0 and "OpenEXR" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.jpg").exists()
+
+
+# ----------------------------------------------------------------------------- learned backends
+
+def _weights(name: str) -> None:
+    from hdrcli.runtime.torch_runtime import available_sizes
+
+    if not available_sizes(name):
+        pytest.skip(f"no weights for {name}")
+
+
+@pytest.mark.parametrize("name", ["lffnet", "dfgnet", "tunet"])
+def test_fuse_learned_backends(tmp_path, example_bracket, name):
+    _weights(name)
+    r = hdr("fuse", *example_bracket, "-b", name, "-o", tmp_path / "room.exr", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    image = assert_valid_hdr(tmp_path / "room.exr", (480, 720))
+    assert image.max() <= 1.0 + 1e-3  # shortest exposure's units, sigmoid / tanh output
+    assert_preview(tmp_path / "room.preview.jpg")
+
+
+def test_fuse_learned_onnx_runtime(tmp_path, example_bracket):
+    _weights("lffnet")
+    from hdrcli.runtime.export import onnx_path
+    from hdrcli.runtime.torch_runtime import DEFAULT_TILE, available_sizes
+
+    if not onnx_path("lffnet", available_sizes("lffnet")[0], DEFAULT_TILE["lffnet"]).is_file():
+        pytest.skip("no ONNX export shipped")
+    r = hdr("fuse", *example_bracket, "-b", "lffnet", "--runtime", "onnx", "-o", tmp_path / "onnx.exr", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    r = hdr("fuse", *example_bracket, "-b", "lffnet", "--runtime", "torch", "-o", tmp_path / "torch.exr", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    a, b = read_hdr(tmp_path / "onnx.exr"), read_hdr(tmp_path / "torch.exr")
+    assert np.abs(np.log1p(5000 * a) - np.log1p(5000 * b)).max() / np.log1p(5000) < 2e-3
+
+
+@pytest.mark.parametrize("name", ["twostage", "stack"])
+def test_expand_learned_backends(tmp_path, name):
+    _weights(name)
+    photo = EXAMPLES / "single" / "street.jpg"
+    extra = ["--save-stack", str(tmp_path / "stack")] if name == "stack" else []
+    r = hdr("expand", photo, "-b", name, "-o", tmp_path / "street.exr", "--device", "cpu", *extra)
+    assert r.returncode == 0, r.stderr
+    image = assert_valid_hdr(tmp_path / "street.exr", (480, 720))
+    assert_preview(tmp_path / "street.preview.jpg")
+    assert image.max() > 1.0  # expanded beyond the photo's clipping level
+    if name == "stack":
+        assert len(list((tmp_path / "stack").glob("*.png"))) >= 5
+
+
+def test_learned_backend_errors(tmp_path, example_bracket):
+    r = hdr("expand", EXAMPLES / "single" / "street.jpg", "-b", "lffnet", "-o", tmp_path / "x.exr")
+    assert r.returncode != 0 and "fuses brackets" in r.stderr
+    r = hdr("fuse", *example_bracket, "-b", "twostage", "-o", tmp_path / "x.exr")
+    assert r.returncode != 0 and "single-image" in r.stderr
+    assert not list(tmp_path.iterdir())

@@ -136,8 +136,9 @@ class RecursiveStackHDR(nn.Module):
         return stack, evs, extras
 
     def network_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The generated stack alone (for FLOP counting and export)."""
-        return self.generate_stack(pad_to_multiple(x, self.multiple)[0])[0]
+        """The generated stack alone, (B, 2T+1, 3, H, W) (for tiling, FLOP counting and export)."""
+        padded, (h, w) = pad_to_multiple(x, self.multiple)
+        return self.generate_stack(padded)[0][..., :h, :w]
 
     def forward(self, x: torch.Tensor, return_stack: bool = False):
         x, (h, w) = pad_to_multiple(x, self.multiple)

@@ -12,10 +12,12 @@ from hdrcli.models import create_model, exposure_input, fold_do_convs, get_spec
 from hdrcli.models.registry import MULTI_EXPOSURE
 from hdrcli.runtime.tiling import as_numpy_image, run_tiled
 
-# Tile sides per backend: models with FFT or global statistics see a fixed tile at
-# inference, as in training (multiples of 16 keep every model's padding exact).
-DEFAULT_TILE = {"dfgnet": 512, "lffnet": 512, "tunet": 512, "twostage": 512, "stack": 256}
-DEFAULT_OVERLAP = 32
+# Tile sides per backend. FFT blocks (lffnet, tunet) and global pooling (dfgnet's
+# exposure encoder) see the whole tile, so their output depends on the tile size: they
+# run on the size they are validated on (256; trained on 128). Purely convolutional
+# twostage takes larger tiles; the stack model tiles its stack and merges once.
+DEFAULT_TILE = {"dfgnet": 256, "lffnet": 256, "tunet": 256, "twostage": 512, "stack": 256}
+DEFAULT_OVERLAP = 64  # wide blends: FFT models differ between tiles, narrow ramps would show seams
 
 
 def available_sizes(name: str) -> list[str]:
@@ -36,8 +38,44 @@ def load_model(name: str, size: str | None = None, device: str | torch.device = 
     return fold_do_convs(model).eval().to(device), size
 
 
-class TorchRunner:
-    """Runs a learned backend on float32 numpy images with tiling."""
+class TiledRunner:
+    """Whole-image fusion/expansion over tiles; subclasses provide ``_forward`` for one tile."""
+
+    name: str
+    spec: object
+    tile: int
+    overlap: int
+    stack_steps: int | None = None
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fuse(self, frames: list[np.ndarray], exposures: list[float],
+             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Three display-referred RGB frames (H, W, 3) in [0, 1] by exposure -> HDR (H, W, 3).
+
+        The network input (LDR, LDR**2.2 / t) is built tile by tile, so memory holds the
+        frames once plus one tile's activations.
+        """
+        if self.spec.kind != MULTI_EXPOSURE:
+            raise HdrError(f"'{self.name}' is a single-image backend")
+        if len(frames) != 3:
+            raise HdrError(f"learned backends fuse exactly 3 frames (short, reference, long); got {len(frames)}")
+        ldr = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].float()
+        times = torch.tensor(exposures, dtype=torch.float32)[None]
+        tile_input = lambda tile: self._forward(exposure_input(tile, times))  # noqa: E731
+        return as_numpy_image(run_tiled(tile_input, ldr, self.tile, self.overlap, progress=progress))
+
+    def expand(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """One display-referred RGB image (H, W, 3) in [0, 1] -> HDR (H, W, 3), 1 = its clipping level."""
+        if self.spec.kind == MULTI_EXPOSURE:
+            raise HdrError(f"'{self.name}' is a multi-exposure backend")
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+        return as_numpy_image(expand_tiled(self._forward, x, self.tile, self.overlap, self.stack_steps, progress))
+
+
+class TorchRunner(TiledRunner):
+    """Runs a learned backend with PyTorch (CPU or CUDA)."""
 
     def __init__(self, name: str, size: str | None = None, device: str = "cpu", tile: int | None = None,
                  overlap: int = DEFAULT_OVERLAP) -> None:
@@ -47,25 +85,24 @@ class TorchRunner:
         self.model, self.size = load_model(name, size, self.device)
         self.tile = tile or DEFAULT_TILE.get(name, 512)
         self.overlap = overlap
+        self.stack_steps = getattr(self.model, "steps", None) if hasattr(self.model, "network_forward") else None
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stack_steps is not None:  # stack model: tiles give the stack, merged once
+            return self.model.network_forward(x.to(self.device)).flatten(1, 2)
         return self.model(x.to(self.device))
 
-    def fuse(self, frames: list[np.ndarray], exposures: list[float],
-             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Three display-referred RGB frames (H, W, 3) in [0, 1] by exposure -> HDR (H, W, 3)."""
-        if self.spec.kind != MULTI_EXPOSURE:
-            raise HdrError(f"'{self.name}' is a single-image backend")
-        if len(frames) != 3:
-            raise HdrError(f"learned backends fuse exactly 3 frames (short, reference, long); got {len(frames)}")
-        ldr = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].float()
-        x = exposure_input(ldr, torch.tensor(exposures, dtype=torch.float32)[None])
-        return as_numpy_image(run_tiled(self._forward, x, self.tile, self.overlap, progress=progress))
 
-    def expand(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """One display-referred RGB image (H, W, 3) in [0, 1] -> HDR (H, W, 3), 1 = its clipping level."""
-        if self.spec.kind == MULTI_EXPOSURE:
-            raise HdrError(f"'{self.name}' is a multi-exposure backend")
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-        return as_numpy_image(run_tiled(self._forward, x, self.tile, self.overlap, progress=progress))
+def expand_tiled(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int,
+                 stack_steps: int | None, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Tiled single-image expansion; for the stack model the whole stack is tiled, then merged
+    once by the synthesis layer (one camera response for the image, no seams)."""
+    if stack_steps is None:
+        return run_tiled(forward, x, tile, overlap, progress=progress)
+    frames = 2 * stack_steps + 1
+    stack = run_tiled(forward, x, tile, overlap, out_channels=3 * frames, progress=progress)
+    from hdrcli.models.synthesis import hdr_synthesis
+
+    evs = torch.arange(-stack_steps, stack_steps + 1, dtype=torch.float32)
+    return hdr_synthesis(stack.view(1, frames, 3, *stack.shape[-2:]).clamp(0, 1), evs)

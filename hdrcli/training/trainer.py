@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from hdrcli.errors import HdrError
+from hdrcli.evaluation import summarise
 from hdrcli.metrics import hdr_scores, single_image_scores
 from hdrcli.models import create_model, exposure_input, fold_do_convs, get_spec
 from hdrcli.models.registry import MULTI_EXPOSURE, WEIGHTS_DIR
@@ -101,18 +102,6 @@ class Validator:
                 rows.append(single_image_scores(pred, sample.hdr))
         model.train()
         return summarise(rows)
-
-
-def summarise(rows: list[dict]) -> dict[str, float]:
-    keys = [k for k in rows[0] if k != "motion"]
-    out = {k: float(np.mean([r[k] for r in rows])) for k in keys}
-    if "motion" in rows[0]:
-        for flag, tag in ((True, "motion"), (False, "static")):
-            subset = [r for r in rows if r["motion"] == flag]
-            if subset:
-                out.update({f"{k}_{tag}": float(np.mean([r[k] for r in subset])) for k in keys})
-    out["scenes"] = len(rows)
-    return out
 
 
 def single_image_baseline(samples) -> dict[str, float]:
