@@ -342,7 +342,8 @@ def expand(
             raise HdrError("--save-stack needs the stack backend")
         if stack_dir.exists() and not stack_dir.is_dir():
             raise HdrError("--save-stack path is not a folder", stack_dir)
-        check_output_path(stack_dir / "probe.png", overwrite=True)
+        # An existing folder must accept files; a new one is created beside writable parents.
+        check_output_path(stack_dir / "probe.png" if stack_dir.is_dir() else stack_dir, overwrite=True)
     frame = read_frame(source)
     image = linear_to_srgb(frame.pixels) if frame.linear else frame.pixels
     runner = make_runner(backend, runtime, size=model_size, device=device, tile=tile)

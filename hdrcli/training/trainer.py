@@ -55,6 +55,7 @@ class TrainConfig:
     resume: str | None = None
     export: bool = True
     max_minutes: float | None = None
+    previous_commands: list[str] = field(default_factory=list)  # filled from a resumed checkpoint
     command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in ["hdr", *sys.argv[1:]]))
 
 
@@ -173,6 +174,7 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
         data.restore(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
         start_step, elapsed_before, history = state["step"], state["elapsed_s"], state.get("history", [])
+        cfg.previous_commands = state.get("commands", [state.get("config", {}).get("command", "")])
 
     def checkpoint(step: int, elapsed: float) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -182,6 +184,7 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
             "schedule": schedule.state_dict(), "data_rng": data.state(), "torch_rng": torch.get_rng_state(),
             "step": step, "elapsed_s": elapsed, "history": history, "config": asdict(cfg),
             "objective": objective.gls.state_dict() if objective.gls is not None else None,
+            "commands": [*cfg.previous_commands, cfg.command],
         }
         torch.save(state, run_dir / "last.pt.tmp")
         os.replace(run_dir / "last.pt.tmp", path)
@@ -241,6 +244,7 @@ def export_weights(cfg: TrainConfig, model: torch.nn.Module, summary: dict, devi
         "backend": cfg.backend,
         "size": cfg.size,
         "command": cfg.command,
+        "resumed_from_commands": cfg.previous_commands,
         "data": summary["data"],
         "steps": summary["steps_done"],
         "batch": cfg.batch,
