@@ -102,7 +102,7 @@ def main() -> None:
                 continue
             results[(method, size)] = json.loads(out.stdout.strip().splitlines()[-1])
     sizes = args.sizes.split(",")
-    print(f"| method | " + " | ".join(f"{s}: s (x OpenCV) / peak RSS MB" for s in sizes) + (" | exponent |" if len(sizes) == 2 else " |"))
+    print("| method | " + " | ".join(f"{s}: s (x OpenCV) / peak RSS MB" for s in sizes) + (" | exponent |" if len(sizes) == 2 else " |"))
     print("|---|" + "---|" * len(sizes) + ("---|" if len(sizes) == 2 else ""))
     for method in methods:
         cells = []

@@ -225,10 +225,10 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Score a backend on a dataset: PSNR-mu, PSNR-l, SSIM-mu, SSIM-l and time per scene."""
-    from hdrcli.evaluation import average_rows, evaluate_backend
+    from hdrcli.evaluation import evaluate_backend, summarise
 
     rows = _run(lambda: evaluate_backend(backend, data, limit=limit, size=size, align=align))
-    mean = average_rows(rows)
+    mean = summarise(rows)
     if as_json:
         print(json.dumps({"backend": backend, "scenes": rows, "mean": mean}, indent=2))
         return

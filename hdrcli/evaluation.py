@@ -122,14 +122,6 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- hdr eval
 
-def kalantari_scenes(root: str | Path) -> list[Path]:
-    """Scene folders under ``root`` holding exposure.txt and HDRImg.hdr, sorted."""
-    from hdrcli.io.scene import EXPOSURE_FILE
-
-    root = Path(root)
-    return sorted({p.parent for p in root.rglob(EXPOSURE_FILE) if (p.parent / "HDRImg.hdr").is_file()})
-
-
 def evaluate_backend(backend: str, data: str | Path, *, limit: int | None = None, size: str | None = None,
                      align: str = "none", progress=None) -> list[dict]:
     """Per-scene scores of a multi-exposure backend on a dataset.
@@ -144,7 +136,7 @@ def evaluate_backend(backend: str, data: str | Path, *, limit: int | None = None
     from hdrcli.exposure import make_bracket
     from hdrcli.io.frames import Frame
     from hdrcli.io.hdr import read_hdr
-    from hdrcli.io.scene import read_scene
+    from hdrcli.io.scene import find_scenes, read_scene
     from hdrcli.pipeline import fuse_bracket
 
     info = get_backend(backend)
@@ -153,7 +145,7 @@ def evaluate_backend(backend: str, data: str | Path, *, limit: int | None = None
     data = Path(data)
     if not data.is_dir():
         raise HdrError("no such folder", data)
-    scenes = kalantari_scenes(data)
+    scenes = find_scenes(data)
     items: list[tuple[str, object]] = []
     if scenes:
         items = [(s.name if s.parent == data else str(s.relative_to(data)), s) for s in scenes]
@@ -193,5 +185,3 @@ def evaluate_backend(backend: str, data: str | Path, *, limit: int | None = None
     return rows
 
 
-def average_rows(rows: list[dict]) -> dict[str, float]:
-    return summarise(rows)

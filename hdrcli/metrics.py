@@ -14,11 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-MU = 5000.0
-
-
-def mu_law(hdr: np.ndarray, mu: float = MU) -> np.ndarray:
-    return np.log1p(mu * np.clip(hdr, 0, 1)) / np.log1p(mu)
+from hdrcli.tonemap import mu_law
 
 
 def psnr(x: np.ndarray, y: np.ndarray, peak: float = 1.0) -> float:

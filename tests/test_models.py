@@ -19,7 +19,7 @@ from hdrcli.models import (
     solve_stack_response,
 )
 from hdrcli.models.blocks import DOConv2d
-from hdrcli.models.registry import MULTI_EXPOSURE, example_input
+from hdrcli.models.registry import example_input
 from hdrcli.training.losses import (
     GravitatedLatentSpaceLoss,
     ciede2000,

@@ -17,6 +17,12 @@ from hdrcli.io.frames import Frame, read_frames
 EXPOSURE_FILE = "exposure.txt"
 
 
+def find_scenes(root: str | os.PathLike[str]) -> list[Path]:
+    """Scene folders under ``root`` with ground truth (exposure.txt and HDRImg.hdr), sorted."""
+    root = Path(root)
+    return sorted({p.parent for p in root.rglob(EXPOSURE_FILE) if (p.parent / "HDRImg.hdr").is_file()})
+
+
 def is_scene_folder(path: str | os.PathLike[str]) -> bool:
     """True for a folder that holds an ``exposure.txt``."""
     return Path(path).is_dir() and (Path(path) / EXPOSURE_FILE).is_file()

@@ -27,7 +27,6 @@ simulator falls back to sRGB/gamma curves and a fixed noise level (and says so).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,12 +161,13 @@ class CameraSimulator:
 
     def __init__(self, maps: list[Path], patch: int = 128, ev_steps: tuple[int, ...] = (2, 3),
                  motion_prob: float = 0.5, max_radiance: float = 64.0, data_dir: Path = SHARED_DATA,
-                 max_side: int = 1024) -> None:
+                 max_side: int = 1024, stack_evs: tuple[float, ...] = (-2, -1, 0, 1, 2)) -> None:
         if not maps:
             raise ValueError("no radiance maps to simulate from")
         self.paths = list(maps)
         self.images = [load_radiance(p, max_side) for p in self.paths]
         self.patch, self.ev_steps, self.motion_prob, self.max_radiance = patch, ev_steps, motion_prob, max_radiance
+        self.stack_evs = stack_evs  # EVs of the noise-free stack in single-image samples
         self.curves = CameraCurves.load(data_dir)
         self.noise = NoiseProfiles.load(data_dir)
 
@@ -236,8 +236,8 @@ class CameraSimulator:
         return BracketSample(np.stack(frames).astype(np.float32), np.array([1.0, 2.0**s, 4.0**s], np.float32),
                              np.ascontiguousarray(hdr), motion)
 
-    def single(self, rng: np.random.Generator, stack_evs: tuple[float, ...] = (-2, -1, 0, 1, 2)) -> SingleSample:
-        size = self.patch
+    def single(self, rng: np.random.Generator) -> SingleSample:
+        size, stack_evs = self.patch, self.stack_evs
         scene = self._crop(rng, size)
         key = float(np.exp(np.mean(np.log(_luminance(scene) + 1e-6))))
         scale = np.float32(0.18 * 2.0 ** rng.uniform(-1, 1.5) / max(key, 1e-9))
@@ -282,6 +282,3 @@ def inverse_gamma(ldr: np.ndarray, gamma: float = 2.2) -> np.ndarray:
     """Plain inverse-gamma linearisation (the single-image baseline)."""
     return np.clip(ldr, 0, 1) ** gamma
 
-
-def log_average(x: np.ndarray) -> float:
-    return float(math.exp(np.mean(np.log(_luminance(x) + 1e-6))))

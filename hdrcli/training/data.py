@@ -24,7 +24,7 @@ import torch
 
 from hdrcli.errors import HdrError
 from hdrcli.io.hdr import read_hdr
-from hdrcli.io.scene import EXPOSURE_FILE, read_scene
+from hdrcli.io.scene import EXPOSURE_FILE, find_scenes, read_scene
 from hdrcli.training.camera import CameraSimulator
 
 
@@ -84,8 +84,7 @@ class KalantariData:
     """Random patches from scene folders (three 16-bit TIFFs, exposure.txt in EV stops, HDRImg.hdr)."""
 
     def __init__(self, root: str | os.PathLike[str], patch: int, seed: int) -> None:
-        self.scenes = sorted({p.parent for p in Path(root).rglob(EXPOSURE_FILE)})
-        self.scenes = [s for s in self.scenes if (s / "HDRImg.hdr").is_file()]
+        self.scenes = find_scenes(root)
         if not self.scenes:
             raise HdrError("no scene folders with exposure.txt and HDRImg.hdr", root)
         self.patch = patch

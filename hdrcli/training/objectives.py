@@ -6,7 +6,6 @@ loss modules with parameters (TUnet's metric) and the training phase (DFGNet).
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -125,7 +124,7 @@ class Objective:
         from hdrcli.models.synthesis import hdr_synthesis
 
         hdr = hdr_synthesis(stack, evs.to(stack))
-        scale = 64.0
-        l_hdr = torch.abs(torch.log1p(5000 * (hdr / scale).clamp(0, 1)) - torch.log1p(5000 * (batch["hdr"] / scale).clamp(0, 1))).mean() / math.log1p(5000)
+        scale = 64.0  # the simulator's max_radiance: HDR loss on radiance / scale
+        l_hdr = mu_law_l1(hdr / scale, batch["hdr"] / scale)
         loss = l1 + l_global + l_edge + l_hdr
         return loss, {"stack_l1": float(l1), "edge": float(l_edge), "l1_mu": float(l_hdr)}

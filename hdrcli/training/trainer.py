@@ -22,13 +22,11 @@ import numpy as np
 import torch
 
 from hdrcli.errors import HdrError
-from hdrcli.evaluation import summarise
-from hdrcli.metrics import hdr_scores, single_image_scores
+from hdrcli.evaluation import score_multi_exposure, score_single_image
 from hdrcli.models import create_model, exposure_input, fold_do_convs, get_spec
 from hdrcli.models.registry import MULTI_EXPOSURE, WEIGHTS_DIR
 from hdrcli.training.camera import (
     CameraSimulator,
-    inverse_gamma,
     list_radiance_maps,
     split_maps,
     validation_brackets,
@@ -77,7 +75,7 @@ def _distributed() -> tuple[int, int]:
 
 
 class Validator:
-    """Scores a model on the held-out simulated set (and records the baselines once)."""
+    """Scores a model on the held-out simulated set, as bench/quality.py scores backends."""
 
     def __init__(self, kind: str, sim: CameraSimulator, device: torch.device) -> None:
         self.kind, self.device = kind, device
@@ -94,20 +92,10 @@ class Validator:
 
     def score(self, model: torch.nn.Module) -> dict[str, float]:
         model.eval()
-        rows = []
-        for sample in self.samples:
-            pred = self.predict(model, sample)
-            if self.kind == MULTI_EXPOSURE:
-                rows.append({**hdr_scores(pred, sample.hdr), "motion": sample.motion})
-            else:
-                rows.append(single_image_scores(pred, sample.hdr))
+        score = score_multi_exposure if self.kind == MULTI_EXPOSURE else score_single_image
+        result = score({"model": lambda sample: self.predict(model, sample)}, self.samples)["model"]
         model.train()
-        return summarise(rows)
-
-
-def single_image_baseline(samples) -> dict[str, float]:
-    """Inverse-gamma linearisation of the input, scored like the models."""
-    return summarise([single_image_scores(inverse_gamma(s.ldr), s.hdr) for s in samples])
+        return result
 
 
 def _sha256(path: Path) -> str:
@@ -150,12 +138,9 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
         if len(maps) < 2:
             raise HdrError("no radiance maps (.hdr/.exr/.pfm) found", data_path)
         train_maps, val_maps = split_maps(maps)
-        sim = CameraSimulator(train_maps, patch=cfg.patch)
-        if cfg.backend == "stack":
-            steps = (model.module if world > 1 else model).steps
-            evs = tuple(float(e) for e in range(-steps, steps + 1))
-            single = sim.single
-            sim.single = lambda rng, stack_evs=evs: single(rng, stack_evs)  # type: ignore[method-assign]
+        # The stack model's targets are its own 2T+1 exposures; others use the default stack.
+        steps = getattr(model.module if world > 1 else model, "steps", 2)
+        sim = CameraSimulator(train_maps, patch=cfg.patch, stack_evs=tuple(float(e) for e in range(-steps, steps + 1)))
         data = SimulatedData(sim, spec.kind, cfg.seed + rank)
         val_sim = CameraSimulator(val_maps, patch=cfg.val_patch) if rank == 0 else None
         data_note = (f"camera simulation of {len(train_maps)} radiance maps under {data_path}; "
