@@ -129,10 +129,37 @@ def test_weights_manifest_matches_files():
             source = ROOT / "weights" / entry["exported_from"]["file"]
             assert hashlib.sha256(source.read_bytes()).hexdigest() == entry["exported_from"]["sha256"], name
             continue
-        for key in ("backend", "size", "command", "data", "steps", "wall_time_s", "hardware", "validation", "status"):
+        for key in ("backend", "size", "command", "data", "steps", "wall_time_s", "hardware", "validation", "status",
+                    "quality_vs_targets"):
             assert key in entry, (name, key)
         model = create_model(entry["backend"], entry["size"], pretrained=True)  # loads with weights_only=True
         assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_manifest_verdicts_follow_the_measured_scores(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from annotate_manifest import annotate
+
+    debevec = {"psnr_mu_motion": 20.0, "psnr_mu_static": 30.0, "scenes": 4}
+    results = {
+        "multi_exposure": {"reference": debevec, "opencv-debevec-mtb": debevec,
+                           "good": {"psnr_mu_motion": 25.5, "psnr_mu_static": 30.1},
+                           "weak": {"psnr_mu_motion": 24.0, "psnr_mu_static": 31.0}},
+        "single_image": {"inverse-gamma": {"psnr_mu": 20.0}, "expander": {"psnr_mu": 19.5}},
+    }
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"weights": {
+        f"{name}-lite.pt": {"backend": name} for name in ("good", "weak", "expander")} | {
+        "good-lite-t256.onnx": {"backend": "good", "format": "onnx"}}}))
+    verdicts = annotate(results, manifest, "test")
+    assert verdicts["good"].startswith("meets both targets") and "+5.50 dB" in verdicts["good"]
+    assert verdicts["weak"].startswith("falls short") and "+4.00 dB" in verdicts["weak"] and "+1.00 dB" in verdicts["weak"]
+    assert verdicts["expander"].startswith("falls short") and "-0.50 dB" in verdicts["expander"]
+    written = json.loads(manifest.read_text())["weights"]
+    assert written["weak-lite.pt"]["quality_vs_targets"].endswith("(test)")
+    assert "quality_vs_targets" not in written["good-lite-t256.onnx"]
 
 
 def _kalantari_dataset(root: Path, scenes: int = 2) -> Path:

@@ -82,7 +82,7 @@ class Objective:
             x = exposure_input(batch["ldr"], batch["exposures"])
             if self.backend == "dfgnet" and self.phase(step) == "disentangle":
                 loss = disentangle_loss(model.disentangle, batch["ldr"], batch["exposures"], batch["hdr"])
-                return loss, {"disentangle": float(loss)}
+                return loss, {"disentangle": float(loss.detach())}
             if self.backend == "dfgnet":
                 model.disentangle.requires_grad_(False)
             pred = self.model(x)
@@ -90,9 +90,9 @@ class Objective:
                 return lffnet_loss(pred, batch["hdr"])
             if self.backend == "tunet":
                 loss = self.gls(pred, batch["hdr"])
-                return loss, {"gls": float(loss), "l1_mu": float(mu_law_l1(pred, batch["hdr"]))}
+                return loss, {"gls": float(loss.detach()), "l1_mu": float(mu_law_l1(pred.detach(), batch["hdr"]))}
             loss = mu_law_l1(pred, batch["hdr"])
-            return loss, {"l1_mu": float(loss)}
+            return loss, {"l1_mu": float(loss.detach())}
         if self.backend == "twostage":
             hdr, enhanced = self.model(batch["ldr"], return_stages=True)
             target8 = batch["stack"][:, batch["stack"].shape[1] // 2]  # the noise-free input exposure
@@ -127,4 +127,4 @@ class Objective:
         scale = 64.0  # the simulator's max_radiance: HDR loss on radiance / scale
         l_hdr = mu_law_l1(hdr / scale, batch["hdr"] / scale)
         loss = l1 + l_global + l_edge + l_hdr
-        return loss, {"stack_l1": float(l1), "edge": float(l_edge), "l1_mu": float(l_hdr)}
+        return loss, {"stack_l1": float(l1.detach()), "edge": float(l_edge.detach()), "l1_mu": float(l_hdr.detach())}

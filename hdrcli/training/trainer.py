@@ -54,6 +54,7 @@ class TrainConfig:
     export: bool = True
     max_minutes: float | None = None
     previous_commands: list[str] = field(default_factory=list)  # filled from a resumed checkpoint
+    previous_hardware: list[str] = field(default_factory=list)  # one entry per earlier segment, when recorded
     command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in ["hdr", *sys.argv[1:]]))
 
 
@@ -100,6 +101,12 @@ class Validator:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def describe_hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 def update_manifest(entry: dict, manifest: Path = WEIGHTS_DIR / "manifest.json") -> None:
@@ -160,6 +167,7 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
         torch.set_rng_state(state["torch_rng"])
         start_step, elapsed_before, history = state["step"], state["elapsed_s"], state.get("history", [])
         cfg.previous_commands = state.get("commands", [state.get("config", {}).get("command", "")])
+        cfg.previous_hardware = state.get("hardware", [])
 
     def checkpoint(step: int, elapsed: float) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -170,6 +178,7 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
             "step": step, "elapsed_s": elapsed, "history": history, "config": asdict(cfg),
             "objective": objective.gls.state_dict() if objective.gls is not None else None,
             "commands": [*cfg.previous_commands, cfg.command],
+            "hardware": [*cfg.previous_hardware, describe_hardware(device)],
         }
         torch.save(state, run_dir / "last.pt.tmp")
         os.replace(run_dir / "last.pt.tmp", path)
@@ -220,8 +229,9 @@ def export_weights(cfg: TrainConfig, model: torch.nn.Module, summary: dict, devi
     tmp = path.with_suffix(".pt.tmp")
     torch.save({"model": model.state_dict()}, tmp)
     os.replace(tmp, path)
-    hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
-                else f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    # A resumed model ran on every segment's hardware: name them all, in order.
+    segments = [*cfg.previous_hardware, describe_hardware(device)]
+    hardware = "; then ".join(h for i, h in enumerate(segments) if i == 0 or h != segments[i - 1])
     complete = summary["steps_done"] >= summary["steps_planned"]
     update_manifest({
         "file": path.name,
