@@ -5,7 +5,8 @@
 Multi-exposure: PSNR-mu / PSNR-l / SSIM-mu on brackets simulated from the radiance maps
 held out of training (10 maps x per-map crops, half with motion), for the reference
 frame alone, OpenCV Debevec + MTB, and each learned backend with weights. Single-image:
-the learned expansions against inverse-gamma linearisation, scale-aligned. See
+the learned expansions against inverse-gamma linearisation, scale-aligned. "saturation"
+is the median colour saturation relative to the ground truth (1 = faithful). See
 hdrcli/evaluation.py for the exact protocol.
 """
 
@@ -53,10 +54,11 @@ def main() -> None:
         print(json.dumps({"multi_exposure": multi, "single_image": single}, indent=2))
         return
     print(f"multi-exposure, {len(brackets)} held-out scenes ({args.patch}x{args.patch})")
-    print("| method | PSNR-mu all | PSNR-mu motion | PSNR-mu static | PSNR-l | SSIM-mu | s/scene |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | PSNR-mu all | PSNR-mu motion | PSNR-mu static | PSNR-l | SSIM-mu | saturation | s/scene |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in multi.items():
-        print(f"| {name} | {r['psnr_mu']:.2f} | {r['psnr_mu_motion']:.2f} | {r['psnr_mu_static']:.2f} | {r['psnr_l']:.2f} | {r['ssim_mu']:.4f} | {r['time_s']:.2f} |")
+        print(f"| {name} | {r['psnr_mu']:.2f} | {r['psnr_mu_motion']:.2f} | {r['psnr_mu_static']:.2f} | {r['psnr_l']:.2f} "
+              f"| {r['ssim_mu']:.4f} | {r['saturation']:.2f} | {r['time_s']:.2f} |")
     print(f"\nsingle-image, {len(singles)} held-out scenes, scale-aligned")
     print("| method | PSNR-mu | PSNR-l | SSIM-mu | s/scene |")
     print("|---|---|---|---|---|")

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hdrcli.metrics import hdr_scores, single_image_scores
+from hdrcli.metrics import hdr_scores, saturation_ratio, single_image_scores
 from hdrcli.training.camera import (
     BracketSample,
     CameraSimulator,
@@ -75,22 +75,31 @@ def score_methods(methods: dict, samples: list, scorer) -> dict[str, dict[str, f
 
 
 def score_multi_exposure(methods: dict, samples: list[BracketSample]) -> dict[str, dict[str, float]]:
-    return score_methods(methods, samples, lambda pred, s: hdr_scores(pred, s.hdr))
+    return score_methods(methods, samples, lambda pred, s: {**hdr_scores(pred, s.hdr),
+                                                          "saturation": saturation_ratio(pred, s.hdr)})
 
 
 def score_single_image(methods: dict, samples) -> dict[str, dict[str, float]]:
     return score_methods(methods, samples, lambda pred, s: single_image_scores(pred, s.hdr))
 
 
+UNDEFINED_ON_SOME_SCENES = ("saturation",)  # NaN on scenes without coloured pixels
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    values = [r[key] for r in rows]
+    return float(np.nanmean(values) if key in UNDEFINED_ON_SOME_SCENES else np.mean(values))
+
+
 def summarise(rows: list[dict]) -> dict[str, float]:
     """Mean of every metric, plus per-subset means when rows carry a ``motion`` flag."""
     keys = [k for k in rows[0] if k not in ("motion", "scene")]
-    out = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    out = {k: _mean(rows, k) for k in keys}
     if "motion" in rows[0]:
         for flag, tag in ((True, "motion"), (False, "static")):
             subset = [r for r in rows if r["motion"] == flag]
             if subset:
-                out.update({f"{k}_{tag}": float(np.mean([r[k] for r in subset])) for k in keys if k != "time_s"})
+                out.update({f"{k}_{tag}": _mean(subset, k) for k in keys if k != "time_s"})
     out["scenes"] = len(rows)
     return out
 

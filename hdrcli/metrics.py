@@ -60,6 +60,23 @@ def hdr_scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     }
 
 
+def _saturation(image: np.ndarray) -> np.ndarray:
+    top = image.max(-1)
+    return (top - image.min(-1)) / np.maximum(top, 1e-6)
+
+
+def saturation_ratio(pred: np.ndarray, target: np.ndarray) -> float:
+    """Colour fidelity: median saturation (max - min) / max of ``pred`` over that of
+    ``target``, on coloured (target saturation > 0.1), unclipped, not-black pixels of
+    the target. 1 = as colourful as the truth; < 1 desaturated; > 1 oversaturated.
+    Scale-invariant, so it measures colour apart from brightness errors."""
+    target_sat = _saturation(target)
+    ok = (target.max(-1) > 1e-3) & (target.max(-1) < 0.99) & (target_sat > 0.1)
+    if not ok.any():
+        return float("nan")
+    return float(np.median(_saturation(np.clip(pred, 0, None))[ok]) / np.median(target_sat[ok]))
+
+
 def scale_aligned(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """``pred`` times the median ratio target/pred over well-defined pixels (single-image HDR
     is only known up to scale)."""

@@ -116,6 +116,20 @@ def test_eval_bad_inputs(tmp_path):
     assert r.returncode != 0 and "HDRImg.hdr" in r.stderr
 
 
+def test_saturation_ratio_measures_colour_not_brightness():
+    from hdrcli.metrics import saturation_ratio
+
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0.05, 0.9, (32, 32, 3)).astype(np.float32)
+    assert saturation_ratio(truth, truth) == pytest.approx(1.0)
+    assert saturation_ratio(truth * 0.5, truth) == pytest.approx(1.0)  # brightness does not count
+    grey = np.repeat(truth.mean(-1, keepdims=True), 3, -1)
+    assert saturation_ratio(grey, truth) == pytest.approx(0.0)
+    halfway = 0.5 * truth + 0.5 * grey
+    assert 0.3 < saturation_ratio(halfway, truth) < 0.7
+    assert np.isnan(saturation_ratio(truth, grey))  # no coloured pixel in the truth
+
+
 def test_weights_manifest_matches_files():
     manifest = ROOT / "weights" / "manifest.json"
     if not manifest.is_file():
