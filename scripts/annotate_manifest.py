@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hdrcli.training.trainer import WEIGHTS_DIR
+from hdrcli.training.trainer import WEIGHTS_DIR, edit_manifest
 
 MOTION_MARGIN_DB = 5.0
 
@@ -38,7 +38,6 @@ def single_image_verdict(scores: dict, baseline: dict) -> str:
 
 
 def annotate(results: dict, manifest_path: Path, source: str) -> dict[str, str]:
-    manifest = json.loads(manifest_path.read_text())
     verdicts = {}
     multi, single = results["multi_exposure"], results["single_image"]
     for name, scores in multi.items():
@@ -47,12 +46,13 @@ def annotate(results: dict, manifest_path: Path, source: str) -> dict[str, str]:
     for name, scores in single.items():
         if name != "inverse-gamma":
             verdicts[name] = single_image_verdict(scores, single["inverse-gamma"])
-    for entry in manifest["weights"].values():
-        if entry.get("format", "pt") == "pt" and entry["backend"] in verdicts:
-            entry["quality_vs_targets"] = f"{verdicts[entry['backend']]} ({source})"
-    tmp = manifest_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    tmp.replace(manifest_path)
+
+    def write_verdicts(weights: dict[str, dict]) -> None:
+        for entry in weights.values():
+            if entry.get("format", "pt") == "pt" and entry["backend"] in verdicts:
+                entry["quality_vs_targets"] = f"{verdicts[entry['backend']]} ({source})"
+
+    edit_manifest(write_verdicts, manifest_path)
     return verdicts
 
 

@@ -109,12 +109,19 @@ def describe_hardware(device: torch.device) -> str:
     return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def update_manifest(entry: dict, manifest: Path = WEIGHTS_DIR / "manifest.json") -> None:
+def edit_manifest(change: Callable[[dict[str, dict]], None], manifest: Path = WEIGHTS_DIR / "manifest.json") -> None:
+    """Apply ``change`` to the manifest's ``weights`` mapping (file name -> entry) and write it
+    back atomically (a crash never leaves a half-written manifest)."""
     data = json.loads(manifest.read_text()) if manifest.is_file() else {"weights": {}}
-    data.setdefault("weights", {})[entry["file"]] = entry
+    change(data.setdefault("weights", {}))
     tmp = manifest.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, manifest)
+
+
+def update_manifest(entry: dict, manifest: Path = WEIGHTS_DIR / "manifest.json") -> None:
+    """Add or replace one file's entry."""
+    edit_manifest(lambda weights: weights.__setitem__(entry["file"], entry), manifest)
 
 
 def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dict:
