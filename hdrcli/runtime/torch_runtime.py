@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from hdrcli.errors import HdrError
+from hdrcli.merge.response import canonical_bracket
 from hdrcli.models import create_model, exposure_input, fold_do_convs, get_spec
 from hdrcli.models.registry import MULTI_EXPOSURE
 from hdrcli.runtime.tiling import as_numpy_image, run_tiled
@@ -51,16 +52,20 @@ class TiledRunner:
         raise NotImplementedError
 
     def fuse(self, frames: list[np.ndarray], exposures: list[float],
-             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Three display-referred RGB frames (H, W, 3) in [0, 1] by exposure -> HDR (H, W, 3).
+             progress: Callable[[int, int], None] | None = None, response: np.ndarray | None = None) -> np.ndarray:
+        """Three RGB frames (H, W, 3) in [0, 1] by exposure -> HDR (H, W, 3), 1 = the short frame's clipping.
 
-        The network input (LDR, LDR**2.2 / t) is built tile by tile, so memory holds the
-        frames once plus one tile's activations.
+        The frames are first re-encoded to the networks' gamma-2.2 convention with
+        ``response`` (a (256, 3) inverse camera response; :func:`linear_response` for RAW
+        data), or with the bracket's self-calibrated response when it is None (see
+        :func:`hdrcli.merge.response.self_calibrate`). The network input (LDR, LDR**2.2 / t)
+        is built tile by tile, so memory holds the frames once plus one tile's activations.
         """
         if self.spec.kind != MULTI_EXPOSURE:
             raise HdrError(f"'{self.name}' is a single-image backend")
         if len(frames) != 3:
             raise HdrError(f"learned backends fuse exactly 3 frames (short, reference, long); got {len(frames)}")
+        frames = canonical_bracket(frames, exposures, response)
         ldr = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].float()
         times = torch.tensor(exposures, dtype=torch.float32)[None]
         tile_input = lambda tile: self._forward(exposure_input(tile, times))  # noqa: E731

@@ -134,6 +134,7 @@ class BracketSample:
     exposures: np.ndarray  # (3,) relative, shortest = 1
     hdr: np.ndarray  # (H, W, 3) ground truth, shortest exposure's units, [0, 1]
     motion: bool
+    curve: np.ndarray | None = None  # (1024,) the forward camera curve used, when simulated
 
 
 @dataclass
@@ -161,13 +162,15 @@ class CameraSimulator:
 
     def __init__(self, maps: list[Path], patch: int = 128, ev_steps: tuple[int, ...] = (2, 3),
                  motion_prob: float = 0.5, max_radiance: float = 64.0, data_dir: Path = SHARED_DATA,
-                 max_side: int = 1024, stack_evs: tuple[float, ...] = (-2, -1, 0, 1, 2)) -> None:
+                 max_side: int = 1024, stack_evs: tuple[float, ...] = (-2, -1, 0, 1, 2),
+                 reference_ev: tuple[float, float] = (-1.0, 1.0)) -> None:
         if not maps:
             raise ValueError("no radiance maps to simulate from")
         self.paths = list(maps)
         self.images = [load_radiance(p, max_side) for p in self.paths]
         self.patch, self.ev_steps, self.motion_prob, self.max_radiance = patch, ev_steps, motion_prob, max_radiance
         self.stack_evs = stack_evs  # EVs of the noise-free stack in single-image samples
+        self.reference_ev = reference_ev  # brackets: reference exposure, EV around auto-exposure (key 0.18)
         self.curves = CameraCurves.load(data_dir)
         self.noise = NoiseProfiles.load(data_dir)
 
@@ -209,7 +212,7 @@ class CameraSimulator:
         scene = self._crop(rng, size + 2 * margin)
         lum = _luminance(scene)
         key = float(np.exp(np.mean(np.log(lum + 1e-6))))
-        reference_scale = 0.18 * 2.0 ** rng.uniform(-1, 1) / max(key, 1e-9)
+        reference_scale = 0.18 * 2.0 ** rng.uniform(*self.reference_ev) / max(key, 1e-9)
         s = int(rng.choice(self.ev_steps))
         scales = reference_scale * 2.0 ** np.array([-s, 0, s], np.float64)
         motion = bool(rng.random() < self.motion_prob) if motion is None else motion
@@ -234,7 +237,7 @@ class CameraSimulator:
             frames.append(self._expose(rng, radiance * np.float32(scales[i]), curve, profile, gain)[margin:-margin, margin:-margin])
         hdr = np.clip(truth * np.float32(scales[0]), 0, 1)[margin:-margin, margin:-margin]
         return BracketSample(np.stack(frames).astype(np.float32), np.array([1.0, 2.0**s, 4.0**s], np.float32),
-                             np.ascontiguousarray(hdr), motion)
+                             np.ascontiguousarray(hdr), motion, self.curves.curves[curve])
 
     def single(self, rng: np.random.Generator) -> SingleSample:
         size, stack_evs = self.patch, self.stack_evs

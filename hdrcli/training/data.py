@@ -9,6 +9,11 @@ Both give batches of torch tensors:
   ``stack`` (B, S, 3, P, P) and ``evs`` (S,) noise-free exposures, ``edges`` (B, S, 1, P, P)
   Canny edge maps of the stack (sigma 2).
 
+Multi-exposure frames are re-encoded to the gamma-2.2 convention with each bracket's
+self-calibrated camera response, exactly as ``hdr fuse`` does at inference (see
+:func:`hdrcli.merge.response.canonical_bracket`): the network never has to guess the
+camera curve, and it learns under the calibration's real errors.
+
 Patches get random flips and 90-degree rotations (the simulator does it for radiance
 crops; the Kalantari reader here).
 """
@@ -16,6 +21,7 @@ crops; the Kalantari reader here).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -25,7 +31,8 @@ import torch
 from hdrcli.errors import HdrError
 from hdrcli.io.hdr import read_hdr
 from hdrcli.io.scene import EXPOSURE_FILE, find_scenes, read_scene
-from hdrcli.training.camera import CameraSimulator
+from hdrcli.merge.response import canonical_bracket
+from hdrcli.training.camera import BracketSample, CameraSimulator
 
 
 def canny_edges(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
@@ -33,6 +40,11 @@ def canny_edges(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     gray = cv2.cvtColor(np.clip(image * 255, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
     gray = cv2.GaussianBlur(gray, (0, 0), sigma)
     return (cv2.Canny(gray, 20, 50) > 0).astype(np.float32)
+
+
+def canonical_sample(sample: BracketSample) -> BracketSample:
+    """A bracket with its frames re-encoded by their self-calibrated response (as at inference)."""
+    return replace(sample, ldr=np.stack(canonical_bracket(list(sample.ldr), list(sample.exposures))))
 
 
 def bracket_batch(samples) -> dict[str, torch.Tensor]:
@@ -64,7 +76,7 @@ class SimulatedData:
 
     def batch(self, size: int) -> dict[str, torch.Tensor]:
         if self.kind == "multi-exposure":
-            return bracket_batch([self.sim.bracket(self.rng) for _ in range(size)])
+            return bracket_batch([canonical_sample(self.sim.bracket(self.rng)) for _ in range(size)])
         return single_batch([self.sim.single(self.rng) for _ in range(size)])
 
     def state(self) -> dict:
@@ -96,8 +108,8 @@ class KalantariData:
             frames, exposures = read_scene(folder)
             if len(frames) != 3:
                 raise HdrError(f"expected 3 frames, found {len(frames)}", folder)
-            ldr = np.stack([f.pixels for f in frames])
             t = np.asarray(exposures, np.float32)
+            ldr = np.stack(canonical_bracket([f.pixels for f in frames], list(t)))
             self.cache[folder] = (ldr, t / t.min(), read_hdr(folder / "HDRImg.hdr"))
         return self.cache[folder]
 

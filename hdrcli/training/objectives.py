@@ -64,11 +64,12 @@ def soft_histogram(x: torch.Tensor, bins: int = 32, bandwidth: float = 0.5) -> t
 class Objective:
     """Loss computation for one backend; holds loss parameters and the training phase."""
 
-    def __init__(self, backend: str, model: nn.Module, total_steps: int) -> None:
+    def __init__(self, backend: str, model: nn.Module, total_steps: int, pretrained: bool = False) -> None:
         self.backend, self.model, self.total_steps = backend, model, total_steps
         self.gls = GravitatedLatentSpaceLoss() if backend == "tunet" else None
-        # DFGNet: the disentangle network is pre-trained first, then frozen (paper 2.1-2.2).
-        self.pretrain_steps = int(0.2 * total_steps) if backend == "dfgnet" else 0
+        # DFGNet: the disentangle network is pre-trained first, then frozen (paper 2.1-2.2);
+        # a model started from trained weights has that phase behind it.
+        self.pretrain_steps = int(0.2 * total_steps) if backend == "dfgnet" and not pretrained else 0
 
     def parameters(self) -> list[nn.Parameter]:
         return list(self.gls.parameters()) if self.gls is not None else []

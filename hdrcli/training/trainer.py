@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import platform
 import shlex
 import sys
@@ -32,7 +33,7 @@ from hdrcli.training.camera import (
     validation_brackets,
     validation_singles,
 )
-from hdrcli.training.data import KalantariData, SimulatedData, is_kalantari_root
+from hdrcli.training.data import KalantariData, SimulatedData, canonical_sample, is_kalantari_root
 from hdrcli.training.objectives import Objective
 
 
@@ -51,10 +52,13 @@ class TrainConfig:
     device: str = "auto"
     run_dir: str = "runs"
     resume: str | None = None
+    init: str | None = None  # weights (or checkpoint) to start from, with a fresh optimiser and schedule
+    reference_ev: tuple[float, float] = (-3.0, 2.0)  # training brackets' reference exposure around auto-exposure
     export: bool = True
     max_minutes: float | None = None
     previous_commands: list[str] = field(default_factory=list)  # filled from a resumed checkpoint
     previous_hardware: list[str] = field(default_factory=list)  # one entry per earlier segment, when recorded
+    initialised_from: dict | None = None  # filled by --init: the starting weights and their manifest record
     command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in ["hdr", *sys.argv[1:]]))
 
 
@@ -85,7 +89,7 @@ class Validator:
     @torch.no_grad()
     def predict(self, model: torch.nn.Module, sample) -> np.ndarray:
         if self.kind == MULTI_EXPOSURE:
-            ldr = torch.from_numpy(sample.ldr).permute(0, 3, 1, 2)[None].to(self.device)
+            ldr = torch.from_numpy(canonical_sample(sample).ldr).permute(0, 3, 1, 2)[None].to(self.device)
             x = exposure_input(ldr, torch.from_numpy(sample.exposures)[None].to(self.device))
         else:
             x = torch.from_numpy(sample.ldr).permute(2, 0, 1)[None].to(self.device)
@@ -134,7 +138,9 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
     np.random.seed(cfg.seed + rank)
     spec = get_spec(cfg.backend)
     model = create_model(cfg.backend, cfg.size).to(device)
-    objective = Objective(cfg.backend, model, cfg.steps)
+    if cfg.init and not cfg.resume:
+        _initialise(cfg, model)
+    objective = Objective(cfg.backend, model, cfg.steps, pretrained=bool(cfg.init))
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=cfg.backend == "dfgnet")
         objective.model = model
@@ -154,7 +160,8 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
         train_maps, val_maps = split_maps(maps)
         # The stack model's targets are its own 2T+1 exposures; others use the default stack.
         steps = getattr(model.module if world > 1 else model, "steps", 2)
-        sim = CameraSimulator(train_maps, patch=cfg.patch, stack_evs=tuple(float(e) for e in range(-steps, steps + 1)))
+        sim = CameraSimulator(train_maps, patch=cfg.patch, stack_evs=tuple(float(e) for e in range(-steps, steps + 1)),
+                              reference_ev=tuple(cfg.reference_ev))
         data = SimulatedData(sim, spec.kind, cfg.seed + rank)
         val_sim = CameraSimulator(val_maps, patch=cfg.val_patch) if rank == 0 else None
         data_note = (f"camera simulation of {len(train_maps)} radiance maps under {data_path}; "
@@ -173,6 +180,9 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
         data.restore(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
         start_step, elapsed_before, history = state["step"], state["elapsed_s"], state.get("history", [])
+        if state.get("config", {}).get("init"):  # a resumed fine-tune: DFGNet's pre-training was done before
+            objective.pretrain_steps = 0
+            cfg.init, cfg.initialised_from = state["config"]["init"], state.get("initialised_from")
         cfg.previous_commands = state.get("commands", [state.get("config", {}).get("command", "")])
         cfg.previous_hardware = state.get("hardware", [])
 
@@ -186,6 +196,7 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
             "objective": objective.gls.state_dict() if objective.gls is not None else None,
             "commands": [*cfg.previous_commands, cfg.command],
             "hardware": [*cfg.previous_hardware, describe_hardware(device)],
+            "initialised_from": cfg.initialised_from,
         }
         torch.save(state, run_dir / "last.pt.tmp")
         os.replace(run_dir / "last.pt.tmp", path)
@@ -229,6 +240,35 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
     return summary
 
 
+def _initialise(cfg: TrainConfig, model: torch.nn.Module) -> None:
+    """Load ``cfg.init`` (a weights file or a checkpoint) into ``model`` and record its provenance.
+
+    When the file is listed in weights/manifest.json, its training commands and hardware
+    become the earlier segments of this run's record, so the manifest keeps the whole history.
+    """
+    path = Path(cfg.init)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+    except (OSError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise HdrError(f"cannot initialise {cfg.backend}-{cfg.size} from this file ({str(exc).splitlines()[0]})", path) from None
+    origin = {"file": path.name, "sha256": _sha256(path)}
+    manifest = WEIGHTS_DIR / "manifest.json"
+    entry = json.loads(manifest.read_text()).get("weights", {}).get(path.name) if manifest.is_file() else None
+    if entry is not None and entry.get("sha256") == origin["sha256"]:
+        origin.update({k: entry.get(k) for k in ("steps", "wall_time_s", "validation")})
+        origin["total_steps"] = entry.get("total_steps", entry.get("steps"))
+        origin["total_wall_time_s"] = entry.get("total_wall_time_s", entry.get("wall_time_s"))
+        cfg.previous_commands = [*entry.get("resumed_from_commands", []), entry["command"]]
+        cfg.previous_hardware = entry["hardware"].split("; then ") if entry.get("hardware") else []
+    elif "commands" in state:  # a checkpoint carries its own history
+        cfg.previous_commands = state["commands"]
+        cfg.previous_hardware = state.get("hardware", [])
+        origin.update({"steps": state.get("step"), "wall_time_s": state.get("elapsed_s"),
+                       "total_steps": state.get("step"), "total_wall_time_s": state.get("elapsed_s")})
+    cfg.initialised_from = origin
+
+
 def export_weights(cfg: TrainConfig, model: torch.nn.Module, summary: dict, device: torch.device) -> Path:
     """Write weights/<backend>-<size>.pt (the training-form state dict) and its manifest entry."""
     WEIGHTS_DIR.mkdir(exist_ok=True)
@@ -240,6 +280,7 @@ def export_weights(cfg: TrainConfig, model: torch.nn.Module, summary: dict, devi
     segments = [*cfg.previous_hardware, describe_hardware(device)]
     hardware = "; then ".join(h for i, h in enumerate(segments) if i == 0 or h != segments[i - 1])
     complete = summary["steps_done"] >= summary["steps_planned"]
+    before = cfg.initialised_from or {}  # a fine-tune adds to its starting weights' training
     update_manifest({
         "file": path.name,
         "sha256": _sha256(path),
@@ -247,11 +288,14 @@ def export_weights(cfg: TrainConfig, model: torch.nn.Module, summary: dict, devi
         "size": cfg.size,
         "command": cfg.command,
         "resumed_from_commands": cfg.previous_commands,
+        "initialised_from": cfg.initialised_from,
         "data": summary["data"],
         "steps": summary["steps_done"],
         "batch": cfg.batch,
         "patch": cfg.patch,
         "wall_time_s": summary["wall_time_s"],
+        "total_steps": summary["steps_done"] + (before.get("total_steps") or 0),
+        "total_wall_time_s": round(summary["wall_time_s"] + (before.get("total_wall_time_s") or 0), 1),
         "hardware": hardware,
         "validation": summary["validation"],
         "status": "trained as planned" if complete else f"partly trained: {summary['steps_done']} of {summary['steps_planned']} steps",
