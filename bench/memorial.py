@@ -62,8 +62,7 @@ def main() -> None:
         frames = [f.pixels for f in bracket.frames]
         offsets.append(exposure_offset_ev(frames[1]))
         for backend in args.backends.split(","):
-            align = "none"  # tripod
-            result = fuse_bracket(bracket, backend, align=align, device="cpu").image
+            result = fuse_bracket(bracket, backend, align="none", device="cpu").image  # tripod
             rows.setdefault(backend, []).append(score(result, truth, frames[1], frames[0]))
     print(f"memorial, {len(CENTRES)} three-frame sub-brackets (2 stops apart), PSNR-mu against the 16-frame radiance map")
     print("| backend | " + " | ".join(f"ref {c:02d} ({ev:+.1f} EV)" for c, ev in zip(CENTRES, offsets)) + " | mean |")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from hdrcli.errors import HdrError
-from hdrcli.merge.response import canonical_bracket
+from hdrcli.merge.response import LUT_LEVELS, canonical_luts, self_calibrate
 from hdrcli.models import create_model, exposure_input, fold_do_convs, get_spec
 from hdrcli.models.registry import MULTI_EXPOSURE
 from hdrcli.runtime.tiling import as_numpy_image, run_tiled
@@ -55,20 +55,20 @@ class TiledRunner:
              progress: Callable[[int, int], None] | None = None, response: np.ndarray | None = None) -> np.ndarray:
         """Three RGB frames (H, W, 3) in [0, 1] by exposure -> HDR (H, W, 3), 1 = the short frame's clipping.
 
-        The frames are first re-encoded to the networks' gamma-2.2 convention with
-        ``response`` (a (256, 3) inverse camera response; :func:`linear_response` for RAW
-        data), or with the bracket's self-calibrated response when it is None (see
-        :func:`hdrcli.merge.response.self_calibrate`). The network input (LDR, LDR**2.2 / t)
-        is built tile by tile, so memory holds the frames once plus one tile's activations.
+        Each tile is re-encoded to the networks' gamma-2.2 convention with ``response`` (a
+        (256, 3) inverse camera response; :func:`linear_response` for RAW data), or with the
+        bracket's self-calibrated response when it is None (see
+        :func:`hdrcli.merge.response.self_calibrate`), then the network input
+        (LDR, LDR**2.2 / t) is built: memory holds the frames once plus one tile's work.
         """
         if self.spec.kind != MULTI_EXPOSURE:
             raise HdrError(f"'{self.name}' is a single-image backend")
         if len(frames) != 3:
             raise HdrError(f"learned backends fuse exactly 3 frames (short, reference, long); got {len(frames)}")
-        frames = canonical_bracket(frames, exposures, response)
+        luts = torch.from_numpy(canonical_luts(self_calibrate(frames, exposures) if response is None else response))
         ldr = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].float()
         times = torch.tensor(exposures, dtype=torch.float32)[None]
-        tile_input = lambda tile: self._forward(exposure_input(tile, times))  # noqa: E731
+        tile_input = lambda tile: self._forward(exposure_input(_reencode(tile, luts), times))  # noqa: E731
         return as_numpy_image(run_tiled(tile_input, ldr, self.tile, self.overlap, progress=progress))
 
     def expand(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -77,6 +77,12 @@ class TiledRunner:
             raise HdrError(f"'{self.name}' is a multi-exposure backend")
         x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
         return as_numpy_image(expand_tiled(self._forward, x, self.tile, self.overlap, self.stack_steps, progress))
+
+
+def _reencode(tile: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
+    """Apply (3, LUT_LEVELS) tables to a (B, N, 3, H, W) tile of frames in [0, 1]."""
+    index = torch.round(tile.clamp(0.0, 1.0) * (LUT_LEVELS - 1)).long()
+    return torch.stack([luts[c][index[:, :, c]] for c in range(3)], dim=2)
 
 
 class TorchRunner(TiledRunner):

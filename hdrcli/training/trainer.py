@@ -84,12 +84,14 @@ class Validator:
 
     def __init__(self, kind: str, sim: CameraSimulator, device: torch.device) -> None:
         self.kind, self.device = kind, device
-        self.samples = validation_brackets(sim, per_map=4) if kind == MULTI_EXPOSURE else validation_singles(sim, per_map=2)
+        # Brackets are re-encoded once (as hdr fuse does), not at every validation.
+        self.samples = ([canonical_sample(s) for s in validation_brackets(sim, per_map=4)] if kind == MULTI_EXPOSURE
+                        else validation_singles(sim, per_map=2))
 
     @torch.no_grad()
     def predict(self, model: torch.nn.Module, sample) -> np.ndarray:
         if self.kind == MULTI_EXPOSURE:
-            ldr = torch.from_numpy(canonical_sample(sample).ldr).permute(0, 3, 1, 2)[None].to(self.device)
+            ldr = torch.from_numpy(sample.ldr).permute(0, 3, 1, 2)[None].to(self.device)
             x = exposure_input(ldr, torch.from_numpy(sample.exposures)[None].to(self.device))
         else:
             x = torch.from_numpy(sample.ldr).permute(2, 0, 1)[None].to(self.device)
