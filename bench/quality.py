@@ -4,7 +4,8 @@
 
 Multi-exposure: PSNR-mu / PSNR-l / SSIM-mu on brackets simulated from the radiance maps
 held out of training (10 maps x per-map crops, half with motion), for the reference
-frame alone, OpenCV Debevec + MTB, and each learned backend with weights. Single-image:
+frame alone, OpenCV Debevec + MTB, hdrcli's Debevec merge with the self-calibrated
+response (no deghosting), and each learned backend with weights. Single-image:
 the learned expansions against inverse-gamma linearisation, scale-aligned. "saturation"
 is the median colour saturation relative to the ground truth (1 = faithful). See
 hdrcli/evaluation.py for the exact protocol.
@@ -23,6 +24,7 @@ from hdrcli.evaluation import (
     opencv_debevec_mtb,
     reference_alone,
     score_multi_exposure,
+    self_calibrated_debevec,
     score_single_image,
     validation_brackets,
     validation_singles,
@@ -42,7 +44,8 @@ def main() -> None:
     low, high = (float(v) for v in args.reference_ev.split(","))
     sim = held_out_simulator(args.maps, args.patch, reference_ev=(low, high))
     brackets = validation_brackets(sim, per_map=args.per_map)
-    methods = {"reference": reference_alone, "opencv-debevec-mtb": opencv_debevec_mtb}
+    methods = {"reference": reference_alone, "opencv-debevec-mtb": opencv_debevec_mtb,
+               "self-calibrated-debevec": self_calibrated_debevec}
     for name in ("dfgnet", "lffnet", "tunet"):
         if available_sizes(name):
             methods[name] = learned_fuser(name)

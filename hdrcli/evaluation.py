@@ -9,6 +9,10 @@ with camera shake and a moving object:
 * ``opencv-debevec-mtb``: OpenCV AlignMTB + CalibrateDebevec + MergeDebevec with its
   defaults. Debevec's radiance scale is arbitrary, so its output is scaled by the median
   ratio to the ground truth (an oracle scale that favours the baseline);
+* ``self-calibrated-debevec``: hdrcli's guarded Debevec merge (no alignment, no
+  deghosting) with the bracket's self-calibrated response, in its own units: the frames
+  the learned backends blend, merged with fixed weights; it shows what precision a merge
+  of the frames holds on static scenes and what ghosting costs on moving ones;
 * learned backends with shipped weights, run as `hdr fuse` runs them (torch, tiled,
   frames re-encoded with the bracket's self-calibrated camera response).
 
@@ -51,6 +55,14 @@ def opencv_debevec_mtb(sample: BracketSample) -> np.ndarray:
     p, t = hdr.mean(-1), sample.hdr.mean(-1)
     ok = (p > 1e-6) & (t > 1e-4) & (t < 0.99)
     return hdr * np.float32(np.median(t[ok] / p[ok]) if ok.any() else 1.0)
+
+
+def self_calibrated_debevec(sample: BracketSample) -> np.ndarray:
+    from hdrcli.merge.classical import merge_debevec
+    from hdrcli.merge.response import self_calibrate
+
+    frames, exposures = list(sample.ldr), list(sample.exposures)
+    return merge_debevec(frames, exposures, self_calibrate(frames, exposures))
 
 
 def held_out_simulator(maps_root: str | Path, patch: int = 256,
@@ -127,7 +139,7 @@ def baseline_single(sample) -> np.ndarray:
 
 __all__ = [
     "baseline_single", "held_out_simulator", "learned_expander", "learned_fuser", "opencv_debevec_mtb",
-    "reference_alone", "score_multi_exposure", "score_single_image", "summarise", "validation_brackets",
+    "reference_alone", "score_multi_exposure", "self_calibrated_debevec", "score_single_image", "summarise", "validation_brackets",
     "validation_singles",
 ]
 

@@ -37,11 +37,14 @@ def single_image_verdict(scores: dict, baseline: dict) -> str:
             "inverse-gamma linearisation (scale-aligned)")
 
 
+BASELINES = ("reference", "opencv-debevec-mtb", "self-calibrated-debevec")  # bench rows that are not backends
+
+
 def annotate(results: dict, manifest_path: Path, source: str) -> dict[str, str]:
     verdicts = {}
     multi, single = results["multi_exposure"], results["single_image"]
     for name, scores in multi.items():
-        if name not in ("reference", "opencv-debevec-mtb"):
+        if name not in BASELINES:
             verdicts[name] = multi_exposure_verdict(scores, multi["opencv-debevec-mtb"])
     for name, scores in single.items():
         if name != "inverse-gamma":

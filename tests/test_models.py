@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -64,6 +66,23 @@ def test_gradients_reach_every_parameter(name):
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert not missing, missing
+
+
+def test_blend_head_starts_near_the_synthesis_and_can_pick_a_frame():
+    from hdrcli.models.blocks import BlendHead
+
+    torch.manual_seed(0)
+    head = BlendHead(8)
+    features, synthesis = torch.randn(2, 8, 16, 20), torch.rand(2, 3, 16, 20)
+    x = torch.rand(2, 3, 6, 16, 20)
+    w = math.exp(4.0) / (math.exp(4.0) + 3)  # neutral start: the synthesis outweighs each frame e^4 : 1
+    expected = w * synthesis + (1 - w) / 3 * x[:, :, 3:6].sum(1)
+    assert torch.allclose(head(features, synthesis, x), expected, atol=1e-6)
+    with torch.no_grad():  # logits that favour the long frame return its linear values exactly
+        head.logits.bias.copy_(torch.tensor([0.0, 0.0, 60.0, 0.0]))
+    assert torch.allclose(head(features, synthesis, x), x[:, 2, 3:6], atol=1e-6)
+    # lite models blend; paper configs keep the papers' direct output
+    assert create_model("lffnet", "lite").blend is not None and create_model("lffnet", "paper").blend is None
 
 
 def test_do_conv_fold_matches():

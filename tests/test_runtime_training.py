@@ -110,6 +110,25 @@ def test_hdr_train_and_eval_smoke(tmp_path):
     assert len(result["scenes"]) == 2 and result["mean"]["psnr_mu"] > 10
 
 
+def test_init_from_weights_without_the_blend_head(tmp_path):
+    from hdrcli.errors import HdrError
+    from hdrcli.training.trainer import TrainConfig, _initialise
+
+    old = tmp_path / "direct.pt"  # a model saved before the blend head existed
+    torch.save({"model": create_model("lffnet", "lite", blend=False).state_dict()}, old)
+    model = create_model("lffnet", "lite")
+    cfg = TrainConfig(backend="lffnet", init=str(old))
+    _initialise(cfg, model)
+    assert torch.equal(model.out.weight, torch.load(old)["model"]["out.weight"])
+    assert cfg.initialised_from["file"] == "direct.pt"
+    wrong = tmp_path / "wrong.pt"  # any other missing parameter is a wrong file
+    state = create_model("lffnet", "lite").state_dict()
+    del state["merge.weight"]
+    torch.save({"model": state}, wrong)
+    with pytest.raises(HdrError, match="missing 1"):
+        _initialise(TrainConfig(backend="lffnet", init=str(wrong)), create_model("lffnet", "lite"))
+
+
 def test_dfgnet_fine_tune_skips_the_disentangle_pretraining():
     from hdrcli.training.objectives import Objective
 
@@ -173,7 +192,7 @@ def test_manifest_verdicts_follow_the_measured_scores(tmp_path):
 
     debevec = {"psnr_mu_motion": 20.0, "psnr_mu_static": 30.0, "scenes": 4}
     results = {
-        "multi_exposure": {"reference": debevec, "opencv-debevec-mtb": debevec,
+        "multi_exposure": {"reference": debevec, "opencv-debevec-mtb": debevec, "self-calibrated-debevec": debevec,
                            "good": {"psnr_mu_motion": 25.5, "psnr_mu_static": 30.1},
                            "weak": {"psnr_mu_motion": 24.0, "psnr_mu_static": 31.0}},
         "single_image": {"inverse-gamma": {"psnr_mu": 20.0}, "expander": {"psnr_mu": 19.5}},
@@ -186,6 +205,7 @@ def test_manifest_verdicts_follow_the_measured_scores(tmp_path):
     assert verdicts["good"].startswith("meets both targets") and "+5.50 dB" in verdicts["good"]
     assert verdicts["weak"].startswith("falls short") and "+4.00 dB" in verdicts["weak"] and "+1.00 dB" in verdicts["weak"]
     assert verdicts["expander"].startswith("falls short") and "-0.50 dB" in verdicts["expander"]
+    assert "self-calibrated-debevec" not in verdicts and "reference" not in verdicts  # baselines get no verdict
     written = json.loads(manifest.read_text())["weights"]
     assert written["weak-lite.pt"]["quality_vs_targets"].endswith("(test)")
     assert "quality_vs_targets" not in written["good-lite-t256.onnx"]

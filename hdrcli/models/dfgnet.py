@@ -17,7 +17,9 @@ Two networks:
   frames' features with an exposure attention unit (a dense layer on E_ex(X_i), softmax
   over channels, eq. 9) and a spatial attention unit (sigmoid masks from
   conv(concat(E_sp intermediate of X_i, sum_k F_k)), eq. 8), fused by a 1x1 conv; a U-Net
-  decoder with two 4x4 stride-2 transposed convs; output (tanh + 1) / 2 in [0, 1].
+  decoder with two 4x4 stride-2 transposed convs; output (tanh + 1) / 2 in [0, 1]. With
+  ``blend=True`` (the ``lite`` config, an hdrcli addition) that output is one candidate of
+  a :class:`~hdrcli.models.blocks.BlendHead` over it and the three linearised frames.
 
 Input: (B, 3, 6, H, W), frames ordered by exposure, reference in the middle, each
 concat(LDR, LDR**2.2 / t) (t = 1 for the shortest); the disentangle network sees the LDR
@@ -36,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrcli.models.blocks import adain, pad_to_multiple
+from hdrcli.models.blocks import BlendHead, adain, pad_to_multiple
 from hdrcli.models.registry import MULTI_EXPOSURE, register_model
 
 
@@ -146,7 +148,8 @@ class _FrameEncoder(nn.Module):
 
 
 class DFGNet(nn.Module):
-    def __init__(self, channels: int = 64, width: int = 64, exposure_dim: int = 256, spatial_dim: int = 256) -> None:
+    def __init__(self, channels: int = 64, width: int = 64, exposure_dim: int = 256, spatial_dim: int = 256,
+                 blend: bool = False) -> None:
         super().__init__()
         c = channels
         self.disentangle = DisentangleNet(width, exposure_dim, spatial_dim)
@@ -158,6 +161,7 @@ class DFGNet(nn.Module):
         self.up2 = nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1)
         self.dec1 = nn.Sequential(nn.Conv2d(2 * c, c, 3, padding=1), nn.PReLU(c))
         self.out = nn.Conv2d(c, 3, 3, padding=1)
+        self.blend = BlendHead(c) if blend else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, (h, w) = pad_to_multiple(x, 8)
@@ -175,6 +179,8 @@ class DFGNet(nn.Module):
         y = self.dec2(torch.cat([self.up3(merged[2]), merged[1]], 1))
         y = self.dec1(torch.cat([self.up2(y), merged[0]], 1))
         out = (torch.tanh(self.out(y)) + 1) / 2
+        if self.blend is not None:
+            out = self.blend(y, out, x)
         return out[..., :h, :w]
 
 
@@ -183,7 +189,7 @@ class DFGNet(nn.Module):
     kind=MULTI_EXPOSURE,
     configs={
         "paper": {"channels": 64, "width": 64, "exposure_dim": 256, "spatial_dim": 256},
-        "lite": {"channels": 16, "width": 16, "exposure_dim": 64, "spatial_dim": 64},
+        "lite": {"channels": 16, "width": 16, "exposure_dim": 64, "spatial_dim": 64, "blend": True},
     },
     paper="Lee, Jang, Cho: Disentangled Feature-Guided Multi-Exposure High Dynamic Range Imaging (ICASSP 2022)",
     description="disentangled exposure/spatial features guide per-stage attention merging (U-Net)",

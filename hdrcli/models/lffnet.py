@@ -21,6 +21,10 @@ Parameter counts (paper Table 2: 1,069,315 with DO-Conv): the ``paper`` config g
 exactly 1,069,315 while training and 1,038,211 once DO-Conv is folded for inference,
 the paper's "baseline w/ RFFT" count. The three RFFT blocks replace AHDRNet's three
 dilated residual dense blocks.
+
+hdrcli addition (``blend=True``, the ``lite`` config): the sigmoid output becomes one
+candidate of a :class:`~hdrcli.models.blocks.BlendHead`, which returns a per-pixel convex
+blend of it and the three linearised frames (why: see that class).
 """
 
 from __future__ import annotations
@@ -28,12 +32,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hdrcli.models.blocks import AttentionMask, ResidualFFTBlock
+from hdrcli.models.blocks import AttentionMask, BlendHead, ResidualFFTBlock
 from hdrcli.models.registry import MULTI_EXPOSURE, register_model
 
 
 class LFFNet(nn.Module):
-    def __init__(self, channels: int = 64, blocks: int = 3, do_conv: bool = True) -> None:
+    def __init__(self, channels: int = 64, blocks: int = 3, do_conv: bool = True, blend: bool = False) -> None:
         super().__init__()
         c = channels
         self.encode = nn.Conv2d(6, c, 3, padding=1)
@@ -48,6 +52,7 @@ class LFFNet(nn.Module):
         self.up = nn.Conv2d(c, c, 3, padding=1)
         self.out = nn.Conv2d(c, 3, 3, padding=1)
         self.act = nn.LeakyReLU()
+        self.blend = BlendHead(c) if blend else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         short, ref, long = (self.act(self.encode(x[:, i])) for i in range(3))
@@ -59,13 +64,15 @@ class LFFNet(nn.Module):
             features = block(features)
             outputs.append(features)
         fused = self.fuse_3x3(self.fuse_1x1(torch.cat(outputs, 1))) + ref
-        return torch.sigmoid(self.out(self.up(fused)))
+        features = self.up(fused)
+        synthesis = torch.sigmoid(self.out(features))
+        return synthesis if self.blend is None else self.blend(features, synthesis, x)
 
 
 @register_model(
     "lffnet",
     kind=MULTI_EXPOSURE,
-    configs={"paper": {"channels": 64, "blocks": 3}, "lite": {"channels": 16, "blocks": 3}},
+    configs={"paper": {"channels": 64, "blocks": 3}, "lite": {"channels": 16, "blocks": 3, "blend": True}},
     paper="Park, Lee, Cho: Lightweight Attention-Guided Network with Frequency Domain Reconstruction for HDR Image Fusion",
     description="AHDRNet attention alignment + Residual FFT blocks with DO-Conv",
     stated_params={"paper": 1_069_315},

@@ -251,7 +251,13 @@ def _initialise(cfg: TrainConfig, model: torch.nn.Module) -> None:
     path = Path(cfg.init)
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
+        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+        # Weights from before the blend output head (BlendHead) lack only its parameters: the
+        # head starts at its neutral initialisation. Anything else missing is a wrong file.
+        missing = [k for k in missing if not k.startswith("blend.")]
+        if missing or unexpected:
+            raise RuntimeError(f"missing {len(missing)} and unexpected {len(unexpected)} parameters, "
+                               f"e.g. {(missing + unexpected)[0]}")
     except (OSError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:
         raise HdrError(f"cannot initialise {cfg.backend}-{cfg.size} from this file ({str(exc).splitlines()[0]})", path) from None
     origin = {"file": path.name, "sha256": _sha256(path)}
