@@ -21,8 +21,9 @@ import numpy as np
 
 from hdrcli.align import ALIGN_METHODS, align_bracket, exposure_matched_gray
 from hdrcli.pipeline import load_bracket
+from hdrcli.training.camera import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "brackets"
+SHARED = SHARED_DATA / "brackets"
 
 
 def gradient_magnitude(gray: np.ndarray) -> np.ndarray:

@@ -20,7 +20,6 @@ merge's home ground.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -28,8 +27,9 @@ from hdrcli.io.hdr import read_hdr
 from hdrcli.metrics import psnr
 from hdrcli.pipeline import fuse_bracket, load_bracket
 from hdrcli.tonemap import mu_law
+from hdrcli.training.camera import SHARED_DATA
 
-FOLDER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brackets" / "memorial"
+FOLDER = SHARED_DATA / "brackets" / "memorial"
 CENTRES = (2, 3, 4, 5, 6, 7)  # reference frames memorial02..07 (8 s ... 1/4 s)
 
 

@@ -18,8 +18,9 @@ import numpy as np
 from hdrcli.batch import find_images
 from hdrcli.pipeline import fuse_bracket, load_bracket
 from hdrcli.tonemap import mu_law
+from hdrcli.training.camera import SHARED_DATA
 
-DEFAULT_BRACKET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brackets" / "frobisher"
+DEFAULT_BRACKET = SHARED_DATA / "brackets" / "frobisher"
 
 
 def main() -> None:

@@ -28,6 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hdrcli.merge.classical import merge_debevec
+from hdrcli.merge.response import self_calibrate
 from hdrcli.metrics import hdr_scores, saturation_ratio, single_image_scores
 from hdrcli.training.camera import (
     BracketSample,
@@ -58,9 +60,6 @@ def opencv_debevec_mtb(sample: BracketSample) -> np.ndarray:
 
 
 def self_calibrated_debevec(sample: BracketSample) -> np.ndarray:
-    from hdrcli.merge.classical import merge_debevec
-    from hdrcli.merge.response import self_calibrate
-
     frames, exposures = list(sample.ldr), list(sample.exposures)
     return merge_debevec(frames, exposures, self_calibrate(frames, exposures))
 
