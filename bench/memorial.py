@@ -14,7 +14,7 @@ unknown to a 3-frame bracket), normalised by their maximum, then tone-mapped wit
 PSNR-mu in dB, averaged over the sub-brackets. Static scene, tripod: the classical
 merge's home ground.
 
-    python bench/memorial.py [--backends debevec,lffnet,dfgnet,tunet]
+    python bench/memorial.py [--backends debevec,lffnet,dfgnet,tunet] [--grid]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import argparse
 
 import numpy as np
 
+from hdrcli.errors import HdrError
 from hdrcli.io.hdr import read_hdr
 from hdrcli.metrics import psnr
 from hdrcli.pipeline import fuse_bracket, load_bracket
@@ -49,12 +50,61 @@ def score(result: np.ndarray, truth: np.ndarray, reference: np.ndarray, short: n
     return psnr(mu_law(np.clip(aligned[valid] / top, 0, 1)), mu_law(np.clip(truth[valid] / top, 0, 1)))
 
 
+GRID_SIZES = (2, 3, 5, 7, 9)
+GRID_SPACINGS = (1, 2, 3)
+
+
+def grid(backends: list[str], truth: np.ndarray, seconds: dict[str, float], starts: int = 3) -> None:
+    """Sub-brackets of N frames S stops apart (N in GRID_SIZES, S in GRID_SPACINGS), ``starts``
+    positions each along the 16 exposures (reference: the middle exposure), and all 16 frames."""
+    cells: dict[tuple[str, str], float] = {}
+    columns = []
+    for n in GRID_SIZES:
+        for spacing in GRID_SPACINGS:
+            span = (n - 1) * spacing
+            if span > 15:  # 16 exposures one stop apart hold no such bracket
+                continue
+            columns.append(f"{n}x{spacing}EV")
+            first = np.unique(np.linspace(0, 15 - span, starts).round().astype(int))
+            for backend in backends:
+                values = []
+                for start in first:
+                    names = [f"memorial{start + k * spacing:02d}.png" for k in range(n)]
+                    bracket = load_bracket([FOLDER / m for m in names], exposures=[seconds[m] for m in names])
+                    frames = [f.pixels for f in bracket.frames]
+                    try:
+                        result = fuse_bracket(bracket, backend, align="none", device="cpu").image
+                    except HdrError:  # a bracket the backend cannot take (learned: 2 frames)
+                        values.append(float("nan"))
+                        continue
+                    values.append(score(result, truth, frames[bracket.reference], frames[0]))
+                cells[(backend, columns[-1])] = float(np.mean(values))
+    columns.append("16x1EV")
+    names = [f"memorial{i:02d}.png" for i in range(16)]
+    bracket = load_bracket([FOLDER / m for m in names], exposures=[seconds[m] for m in names])
+    frames = [f.pixels for f in bracket.frames]
+    for backend in backends:
+        result = fuse_bracket(bracket, backend, align="none", device="cpu").image
+        cells[(backend, "16x1EV")] = score(result, truth, frames[bracket.reference], frames[0])
+    print(f"memorial sub-brackets (frames x spacing, mean over up to {starts} positions), PSNR-mu against memorial.hdr")
+    print("| backend | " + " | ".join(columns) + " | mean |")
+    print("|---|" + "---|" * (len(columns) + 1))
+    for backend in backends:
+        values = [cells[(backend, c)] for c in columns]
+        shown = " | ".join("n/a" if np.isnan(v) else f"{v:.2f}" for v in values)
+        print(f"| {backend} | {shown} | {np.nanmean(values):.2f} (n/a left out) |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backends", default="debevec,lffnet,dfgnet,tunet")
+    parser.add_argument("--grid", action="store_true", help="N-frame sub-brackets at 1-3 EV spacing (issue 12's table)")
     args = parser.parse_args()
     truth = read_hdr(FOLDER / "memorial.hdr")
     seconds = {line.split()[0]: 1.0 / float(line.split()[1]) for line in (FOLDER / "memorial.txt").read_text().split("\n") if line.strip()}
+    if args.grid:
+        grid(args.backends.split(","), truth, seconds)
+        return
     rows, offsets = {}, []
     for centre in CENTRES:
         names = [f"memorial{i:02d}.png" for i in (centre + 2, centre, centre - 2)]  # short, reference, long

@@ -1,82 +1,223 @@
-"""The backend registry: every way hdrcli can turn frames into an image.
+"""The backend registry: every way hdrcli can turn frames into an image, in one place.
 
-A backend has a name, a kind (``multi-exposure`` brackets or ``single-image``), a family
-(``classical`` OpenCV methods or ``learned`` networks) and what it outputs (``radiance``:
-linear HDR in the shortest exposure's units; ``display``: a tone-mapped-looking LDR image).
+One entry per backend name, classical or learned (timm-style: architecture modules
+register themselves with :func:`register_model`; callers use :func:`get_backend`,
+:func:`list_backends`, :func:`create_model`). An entry holds:
+
+* ``kind``: ``multi-exposure`` (brackets) or ``single-image``;
+* ``family``: ``classical`` (OpenCV-based merges) or ``learned`` (networks);
+* ``output``: ``radiance`` (linear HDR in the shortest exposure's units) or ``display``
+  (a tone-mapped-looking LDR image in [0, 1]);
+* ``builder``: learned: ``f(**config) -> nn.Module``; classical: ``f() -> merge function``
+  (imported on demand, so listing backends loads neither OpenCV merges nor torch models);
+* ``configs``: learned sizes (``paper``: the paper's widths and depths; ``lite``: sized for
+  CPU training and fast inference) -> builder keyword arguments;
+* weights: ``weights/<name>-<size>.pt`` and ONNX exports (:mod:`hdrcli.weights`).
+
+This module imports no torch at import time; learned architectures are imported the first
+time a learned name is asked for.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hdrcli.errors import HdrError
+from hdrcli.weights import onnx_path as _onnx_path
+from hdrcli.weights import weights_path as _weights_path
+
+MULTI_EXPOSURE = "multi-exposure"
+SINGLE_IMAGE = "single-image"
+CLASSICAL = "classical"
+LEARNED = "learned"
+_ARCHITECTURES = ("dfgnet", "lffnet", "tunet", "twostage", "stack")  # hdrcli.models modules, listing order
 
 
 @dataclass(frozen=True)
-class BackendInfo:
+class BackendSpec:
+    """What the registry knows about one backend."""
+
     name: str
     kind: str
     family: str
     output: str
     description: str
+    builder: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    paper: str = ""
     needs_exposures: bool = True
-    details: dict[str, Any] = field(default_factory=dict)
+    stated_params: dict[str, int] = field(default_factory=dict)  # counts printed in the paper
+
+    @property
+    def learned(self) -> bool:
+        return self.family == LEARNED
+
+    def weights_path(self, size: str) -> Path:
+        """Shipped weights file of a size (whether or not it exists)."""
+        return _weights_path(self.name, size)
+
+    def onnx_path(self, size: str, tile: int) -> Path:
+        return _onnx_path(self.name, size, tile)
+
+    def sizes_with_weights(self) -> list[str]:
+        """Sizes whose shipped weights exist, lite first."""
+        order = sorted(self.configs, key=lambda s: (s != "lite", s != "paper", s))
+        return [size for size in order if self.weights_path(size).is_file()]
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """Learned: the paper and, per size, parameters (counted on the meta device) and weight status."""
+        if not self.learned:
+            return {}
+        sizes = {size: {"params": parameter_count(self.name, size), "weights": self.weights_path(size).is_file()}
+                 for size in self.configs}
+        return {"paper": self.paper, "sizes": sizes}
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The ``hdr backends --json`` record."""
+        return {"name": self.name, "kind": self.kind, "family": self.family, "output": self.output,
+                "description": self.description, "needs_exposures": self.needs_exposures, "details": self.details}
 
 
-CLASSICAL_BACKENDS: dict[str, BackendInfo] = {
-    b.name: b
-    for b in (
-        BackendInfo(
-            "debevec", "multi-exposure", "classical", "radiance",
-            "Debevec & Malik 1997 calibration + merge (OpenCV), highlight guard",
-        ),
-        BackendInfo(
-            "robertson", "multi-exposure", "classical", "radiance",
-            "Robertson et al. 2003 calibration + merge (OpenCV)",
-        ),
-        BackendInfo(
-            "mertens", "multi-exposure", "classical", "display",
-            "Mertens et al. 2007 exposure fusion (OpenCV): LDR in [0, 1]",
-            needs_exposures=False,
-        ),
-    )
-}
+BackendInfo = BackendSpec  # earlier name of the record
+ModelSpec = BackendSpec  # the models' name for it
+
+_REGISTRY: dict[str, BackendSpec] = {}
+_LOADED = False
 
 
-def learned_backends() -> list[BackendInfo]:
-    """The learned architectures of hdrcli.models, with parameter counts and weight status."""
-    from hdrcli.models.registry import list_models, parameter_count
-
-    backends = []
-    for spec in list_models():
-        sizes = {
-            size: {"params": parameter_count(spec.name, size), "weights": spec.weights_path(size).is_file()}
-            for size in spec.configs
-        }
-        backends.append(
-            BackendInfo(
-                spec.name, spec.kind, "learned", "radiance", spec.description,
-                details={"paper": spec.paper, "sizes": sizes},
-            )
-        )
-    return backends
+def register_backend(spec: BackendSpec) -> BackendSpec:
+    """Add a backend; a name can be registered once (re-registering the same module is allowed)."""
+    old = _REGISTRY.get(spec.name)
+    if old is not None and old.family != spec.family:
+        raise ValueError(f"backend name '{spec.name}' is already registered as {old.family}")
+    _REGISTRY[spec.name] = spec
+    return spec
 
 
-def list_backends(include_learned: bool = True) -> list[BackendInfo]:
-    """All backends: classical first, then learned (whose listing builds models on the meta device)."""
-    classical = list(CLASSICAL_BACKENDS.values())
-    return classical + learned_backends() if include_learned else classical
+def register_model(
+    name: str, *, kind: str, configs: dict[str, dict[str, Any]], paper: str, description: str,
+    stated_params: dict[str, int] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering a learned builder ``f(**config) -> nn.Module`` under ``name``."""
+
+    def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
+        register_backend(BackendSpec(name, kind, LEARNED, "radiance", description, builder, configs, paper,
+                                     True, stated_params or {}))
+        return builder
+
+    return wrap
 
 
-def get_backend(name: str) -> BackendInfo:
-    if name in CLASSICAL_BACKENDS:
-        return CLASSICAL_BACKENDS[name]
-    for backend in learned_backends():
-        if backend.name == name:
-            return backend
-    names = ", ".join(b.name for b in list_backends())
-    raise HdrError(f"unknown backend '{name}' (available: {names})")
+def _classical_merge(function: str) -> Callable[[], Callable[..., Any]]:
+    def build() -> Callable[..., Any]:
+        return getattr(importlib.import_module("hdrcli.merge.classical"), function)
+
+    return build
+
+
+for _spec in (
+    BackendSpec("debevec", MULTI_EXPOSURE, CLASSICAL, "radiance",
+                "Debevec & Malik 1997 calibration + merge (OpenCV), highlight guard", _classical_merge("merge_debevec")),
+    BackendSpec("robertson", MULTI_EXPOSURE, CLASSICAL, "radiance",
+                "Robertson et al. 2003 calibration + merge (OpenCV)", _classical_merge("merge_robertson")),
+    BackendSpec("mertens", MULTI_EXPOSURE, CLASSICAL, "display",
+                "Mertens et al. 2007 exposure fusion (OpenCV): LDR in [0, 1]", _classical_merge("merge_mertens"),
+                needs_exposures=False),
+):
+    register_backend(_spec)
+CLASSICAL_BACKENDS: dict[str, BackendSpec] = {n: s for n, s in _REGISTRY.items() if s.family == CLASSICAL}
+
+
+def _load_learned() -> None:
+    """Import the architecture modules once (each registers itself)."""
+    global _LOADED
+    if _LOADED:
+        return
+    for module in _ARCHITECTURES:
+        if importlib.util.find_spec(f"hdrcli.models.{module}") is not None:
+            importlib.import_module(f"hdrcli.models.{module}")
+    _LOADED = True
+
+
+def _names() -> str:
+    _load_learned()
+    return ", ".join(_REGISTRY)
+
+
+def get_backend(name: str) -> BackendSpec:
+    """The registry entry of a backend name (classical names never load the learned models)."""
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        _load_learned()
+        spec = _REGISTRY.get(name)
+    if spec is None:
+        raise HdrError(f"unknown backend '{name}' (available: {_names()})")
+    return spec
+
+
+def list_backends(include_learned: bool = True) -> list[BackendSpec]:
+    """All backends: classical first, then learned in a fixed order."""
+    classical = [s for s in _REGISTRY.values() if s.family == CLASSICAL]
+    return classical + list_models() if include_learned else classical
+
+
+def learned_backends() -> list[BackendSpec]:
+    return list_models()
+
+
+# ----------------------------------------------------------------------------- learned models
+
+def list_models() -> list[BackendSpec]:
+    """The learned architectures, in a fixed order."""
+    _load_learned()
+    learned = [s for s in _REGISTRY.values() if s.learned]
+    order = {n: i for i, n in enumerate(_ARCHITECTURES)}
+    return sorted(learned, key=lambda s: (order.get(s.name, len(order)), s.name))
+
+
+def get_spec(name: str) -> BackendSpec:
+    """The entry of a learned backend (a model); classical names are refused."""
+    spec = _REGISTRY.get(name)
+    if spec is None or not spec.learned:
+        _load_learned()
+        spec = _REGISTRY.get(name)
+    if spec is None or not spec.learned:
+        what = f"'{name}' is a classical backend, not a learned model" if spec else f"unknown model '{name}'"
+        raise HdrError(f"{what} (learned: {', '.join(s.name for s in list_models())})")
+    return spec
+
+
+def create_model(name: str, size: str = "lite", *, pretrained: bool = False, **overrides: Any):
+    """Build a learned model by name and size; ``pretrained`` loads the shipped weights
+    (checked against weights/manifest.json, loaded with weights_only=True)."""
+    spec = get_spec(name)
+    if size not in spec.configs:
+        raise HdrError(f"model '{name}' has no size '{size}' (sizes: {', '.join(spec.configs)})")
+    model = spec.builder(**{**spec.configs[size], **overrides})
+    if pretrained:
+        from hdrcli.weights import load_state, state_dict_of
+
+        path = spec.weights_path(size)
+        if not path.is_file():
+            raise HdrError(f"no weights for {name} ({size}); train them with `hdr train --backend {name} --size {size}`", path)
+        try:
+            model.load_state_dict(state_dict_of(load_state(path, verify=True), path))
+        except RuntimeError as exc:
+            raise HdrError(f"weights do not fit {name}-{size} ({(str(exc).splitlines() or [''])[0][:160]})", path) from None
+    return model
+
+
+def parameter_count(name: str, size: str) -> int:
+    """Trainable parameters of a configuration, counted without allocating (meta device)."""
+    import torch
+
+    spec = get_spec(name)
+    with torch.device("meta"):
+        model = spec.builder(**spec.configs[size])
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
@@ -41,6 +42,7 @@ from hdrcli.log import info, warn
 DEFAULT_ISO = 100.0
 DEFAULT_F_NUMBER = 8.0
 EXPOSURE_FILE_FORMATS = ("auto", "seconds", "ev", "opencv")
+MAX_STOPS = 64.0  # |EV| limit for user values: 2**64 spans far more than any camera (and than float32 radiance)
 
 
 def parse_number(text: str, what: str = "value") -> float:
@@ -50,6 +52,28 @@ def parse_number(text: str, what: str = "value") -> float:
         return float(Fraction(text))
     except (ValueError, ZeroDivisionError):
         raise HdrError(f"cannot read {what} '{text}' (expected a number such as 1/60, 0.25 or -2)") from None
+    except OverflowError:  # Fraction is exact: '1e400' only fails when made a float
+        raise HdrError(f"{what} '{text}' is out of range") from None
+
+
+def check_ev(values: list[float], what: str = "EV") -> list[float]:
+    """Refuse EV values that are not finite or beyond +-``MAX_STOPS`` stops (one HdrError line)."""
+    for v in values:
+        if not (math.isfinite(v) and abs(v) <= MAX_STOPS):
+            raise HdrError(f"{what} {v:g} is out of range: use values within +-{MAX_STOPS:g} stops")
+    return values
+
+
+def check_exposure_times(values: list[float], what: str = "exposure time") -> list[float]:
+    """Refuse exposure times (seconds, or relative) that are not finite and positive, or
+    outside 2**-64 .. 2**64 (+-``MAX_STOPS`` stops around 1 s)."""
+    low, high = 2.0**-MAX_STOPS, 2.0**MAX_STOPS
+    for v in values:
+        if not (math.isfinite(v) and v > 0):
+            raise HdrError(f"{what} {v:g} is not a positive number")
+        if not low <= v <= high:
+            raise HdrError(f"{what} {v:g} is out of range: use values between 2^-{MAX_STOPS:g} and 2^{MAX_STOPS:g}")
+    return values
 
 
 def parse_list(text: str, what: str) -> list[float]:
@@ -60,9 +84,19 @@ def parse_list(text: str, what: str) -> list[float]:
     return [parse_number(t, what) for t in items]
 
 
+def parse_ev_list(text: str) -> list[float]:
+    """``--ev``: comma-separated EV stops, each finite and within +-``MAX_STOPS``."""
+    return check_ev(parse_list(text, "EV"))
+
+
+def parse_exposure_list(text: str) -> list[float]:
+    """``--exposures``: comma-separated exposure times in seconds (see :func:`check_exposure_times`)."""
+    return check_exposure_times(parse_list(text, "exposure time"))
+
+
 def seconds_from_ev(stops: list[float]) -> list[float]:
-    """EV stops to relative exposure times: t = 2**ev."""
-    return [2.0**ev for ev in stops]
+    """EV stops (within +-``MAX_STOPS``) to relative exposure times: t = 2**ev."""
+    return [2.0**ev for ev in check_ev(stops)]
 
 
 def read_exposure_file(path: str | os.PathLike[str], frame_names: list[str], fmt: str = "auto") -> list[float]:
@@ -70,10 +104,9 @@ def read_exposure_file(path: str | os.PathLike[str], frame_names: list[str], fmt
     path = Path(path)
     if fmt not in EXPOSURE_FILE_FORMATS:
         raise HdrError(f"unknown exposure file format '{fmt}' (use {', '.join(EXPOSURE_FILE_FORMATS)})")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HdrError(f"cannot read exposure file ({getattr(exc, 'strerror', None) or exc})", path) from None
+    from hdrcli.io.safe_open import read_text_bounded
+
+    text = read_text_bounded(path, "exposure file")  # regular files of at most 1 MiB
     rows = [line.split("#", 1)[0].split() for line in text.splitlines()]
     rows = [r for r in rows if r]
     if not rows:
@@ -179,6 +212,7 @@ def make_bracket(frames: list[Frame], exposures: list[float], reference: str | i
         raise HdrError(f"a bracket needs at least 2 frames, got 1 ({name}); add the other exposures")
     if len(exposures) != len(frames):
         raise HdrError(f"{len(exposures)} exposures given for {len(frames)} frames")
+    check_exposure_times(list(exposures), "exposure")  # denormal, zero or huge values break the merges
     for frame, value in zip(frames, exposures):
         if not (value > 0 and math.isfinite(value)):
             raise HdrError(f"exposure must be a positive number, got {value:g}", frame.path)
@@ -194,8 +228,8 @@ def make_bracket(frames: list[Frame], exposures: list[float], reference: str | i
     n = len(frames)
     if reference is None:
         ref = n // 2
-    elif isinstance(reference, int) or str(reference).lstrip("-").isdigit():
-        ref = int(reference)
+    elif isinstance(reference, int) or re.fullmatch(r"-?[0-9]{1,9}", str(reference).strip()):
+        ref = int(reference)  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
         if not 0 <= ref < n:
             raise HdrError(f"--reference {ref} is out of range: frames are numbered 0..{n - 1} by exposure")
     else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from hdrcli.merge.classical import inverse_response
 from hdrcli.tonemap import mu_law
 
 
@@ -91,3 +92,70 @@ def single_image_scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float
     pred = scale_aligned(pred, target)
     top = float(target.max()) or 1.0
     return hdr_scores(pred / top, target / top)
+
+
+def forward_response(irradiance: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """Pixel values in [0, 1] that the camera records for ``irradiance`` (H, W, 3).
+
+    ``response`` is the (256, 3) inverse response (increasing); this is its inverse,
+    interpolated between codes, clipped to [0, 1] (black and clipping).
+    """
+    codes = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    out = np.empty(irradiance.shape, np.float32)
+    for c in range(3):
+        table = np.maximum.accumulate(np.asarray(response[:, c], np.float64))
+        out[..., c] = np.interp(irradiance[..., c], table, codes, left=0.0, right=1.0)
+    return out
+
+
+def reexposure_psnr(
+    hdr: np.ndarray,
+    frames: list[np.ndarray],
+    exposures: list[float],
+    response: np.ndarray,
+    reference: int,
+    ghosts: np.ndarray | None = None,
+    well_exposed: tuple[int, int] = (5, 250),
+) -> dict[str, object]:
+    """Re-exposure consistency of a fused HDR with its own bracket (no ground truth needed).
+
+    The HDR is rendered back through the bracket's camera response at each frame's
+    exposure and compared with that frame on its well-exposed pixels (every channel's
+    8-bit value within ``well_exposed``). The HDR's global scale is first matched to the
+    reference frame (median ratio over its well-exposed pixels), since backends differ
+    in their radiance unit; the scale is reported.
+
+    Args:
+        hdr: (H, W, 3) linear radiance, any global scale.
+        frames: aligned float32 RGB frames in [0, 1], sorted by exposure.
+        exposures: relative exposure of each frame.
+        response: (256, 3) inverse camera response of the bracket.
+        reference: index of the reference frame.
+        ghosts: optional (N, H, W) ghost maps; pixels > 0.5 are left out for the
+            non-reference frames.
+
+    Returns:
+        ``{"reference": dB, "frames": [dB per frame], "mean": dB over frames, "scale": s}``,
+        PSNR in the 8-bit domain (peak 255).
+    """
+    lo, hi = well_exposed[0] / 255.0, well_exposed[1] / 255.0
+    t = np.asarray(exposures, np.float64) / float(min(exposures))
+    ref = frames[reference]
+    ref_ok = (ref.min(-1) >= lo) & (ref.max(-1) <= hi)
+    measured = inverse_response(ref, response).mean(-1) / np.float32(t[reference])
+    hdr_lum = np.clip(hdr, 0, None).mean(-1)
+    ok = ref_ok & (hdr_lum > 0) & (measured > 0)
+    scale = float(np.median(measured[ok] / hdr_lum[ok])) if ok.any() else 1.0
+    scores = []
+    for i, (frame, exposure) in enumerate(zip(frames, t)):
+        usable = (frame.min(-1) >= lo) & (frame.max(-1) <= hi)
+        if ghosts is not None and i != reference:
+            usable &= ghosts[i] <= 0.5
+        if not usable.any():
+            scores.append(float("nan"))
+            continue
+        rendered = forward_response(hdr * np.float32(scale * exposure), response)
+        scores.append(psnr(rendered[usable] * 255.0, frame[usable] * 255.0, peak=255.0))
+    finite = [s for s in scores if np.isfinite(s)]
+    return {"reference": scores[reference], "frames": scores,
+            "mean": float(np.mean(finite)) if finite else float("nan"), "scale": scale}

@@ -9,16 +9,20 @@ overwritten unless asked) and written atomically, so a failed job leaves no file
 
 from __future__ import annotations
 
+import functools
+import glob
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from hdrcli import __version__
-from hdrcli.align import align_bracket, srgb_to_linear
-from hdrcli.backends import get_backend
+from hdrcli.align import estimate_warps, scale_warp, srgb_to_linear, warp_frame
+from hdrcli.backends import BackendSpec, get_backend
 from hdrcli.errors import HdrError
 from hdrcli.exposure import (
     Bracket,
@@ -27,26 +31,41 @@ from hdrcli.exposure import (
     read_exposure_file,
     seconds_from_ev,
 )
-from hdrcli.io.atomic import check_output_path
+from hdrcli.io.atomic import check_output_path, check_outputs, make_output_folder, output_transaction
+from hdrcli.io.metadata import PhotoMetadata, exif_bytes, exr_attributes, read_metadata
+from hdrcli.io.ultrahdr import DEFAULT_HEADROOM_STOPS, check_headroom, check_ultrahdr_extension, write_ultrahdr
 from hdrcli.io.frames import Frame, read_frames
 from hdrcli.io.hdr import output_format, read_hdr, write_hdr
 from hdrcli.io.ldr import check_ldr_extension, write_ldr
 from hdrcli.io.scene import is_scene_folder, read_scene
+from hdrcli.log import info as log_info
 from hdrcli.log import warn
 from hdrcli.merge import (
     calibrate_response,
     linear_response,
     load_response,
-    merge_debevec,
     merge_mertens,
-    merge_robertson,
     save_response,
 )
-from hdrcli.tonemap import tonemap as tonemap_image
+from hdrcli.tonemap import DEFAULT_TONEMAP, tonemap as tonemap_image
+from hdrcli.threads import configure as configure_threads
 
 # Chosen with bench/align_choice.py on ../shared/data/brackets: ECC is never worse than MTB
 # on the tripod bracket and clearly better on the hand-held one (see README).
 DEFAULT_ALIGN = "ecc"
+
+
+def _all_or_nothing(job):
+    """Run a job inside :func:`~hdrcli.io.atomic.output_transaction`: its outputs are
+    renamed into place together when it succeeds; when anything fails (a tone map, a full
+    disk, Ctrl-C, SIGTERM) no output appears."""
+
+    @functools.wraps(job)
+    def run_job(*args, **kwargs):
+        with output_transaction():
+            return job(*args, **kwargs)
+
+    return run_job
 
 
 def default_preview_path(output: str | os.PathLike[str]) -> Path:
@@ -78,22 +97,35 @@ def load_bracket(
     exposure_file_format: str = "auto",
     reference: str | int | None = None,
     require_exposures: bool = True,
+    timings: dict[str, float] | None = None,
 ) -> Bracket:
-    """Read frames (files, or one Kalantari scene folder) and order them by exposure."""
+    """Read frames (files, or one Kalantari scene folder) and order them by exposure.
+
+    ``timings``, when given, receives ``read_s`` (decoding, EXIF parsing included) and
+    ``exif_s`` (exposures from EXIF or the options, ordering) in seconds.
+    """
     given = [x for x in (exposures, ev, exposure_file) if x is not None]
     if len(given) > 1:
         raise HdrError("give only one of --exposures, --ev and --exposure-file")
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
     if len(inputs) == 1 and Path(inputs[0]).is_dir():
         if not is_scene_folder(inputs[0]):
             raise HdrError("folder is not a scene folder: it has no exposure.txt (EV stops, one per frame)", inputs[0])
         frames, scene_exposures = read_scene(inputs[0])
+        timings["read_s"] = time.perf_counter() - t0
         if not given:
-            return make_bracket(frames, scene_exposures, reference)
+            t0 = time.perf_counter()
+            bracket = make_bracket(frames, scene_exposures, reference)
+            timings["exif_s"] = time.perf_counter() - t0
+            return bracket
     else:
         if len(inputs) < 2:
             name = str(inputs[0]) if inputs else "(none)"
             raise HdrError(f"a bracket needs at least 2 frames, got {len(inputs)} ({name}); add the other exposures")
         frames = read_frames(list(inputs))
+        timings["read_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     if exposures is not None:
         values = exposures
     elif ev is not None:
@@ -110,7 +142,9 @@ def load_bracket(
             values = estimate_exposures(frames)
     if len(values) != len(frames):
         raise HdrError(f"{len(values)} exposures given for {len(frames)} frames")
-    return make_bracket(frames, values, reference)
+    bracket = make_bracket(frames, values, reference)
+    timings["exif_s"] = time.perf_counter() - t0
+    return bracket
 
 
 @dataclass
@@ -122,11 +156,13 @@ class FuseResult:
     bracket: Bracket
     response: np.ndarray | None
     timings: dict[str, float] = field(default_factory=dict)
+    warps: list[np.ndarray | None] | None = None  # per frame (None: not warped), from alignment
+    frames_used: list[int] | None = None  # indices of the frames the backend fused (None: all)
 
 
 def fuse_bracket(
     bracket: Bracket,
-    backend: str = "debevec",
+    backend: str | BackendSpec = "debevec",
     align: str = DEFAULT_ALIGN,
     response: np.ndarray | None = None,
     guard: bool = True,
@@ -135,6 +171,7 @@ def fuse_bracket(
     runtime: str = "torch",
     tile: int | None = None,
     progress=None,
+    runner=None,
 ) -> FuseResult:
     """Align and merge a bracket with a backend (no file I/O).
 
@@ -150,71 +187,186 @@ def fuse_bracket(
         runtime: learned backends: 'torch' or 'onnx'.
         tile: learned backends: tile side (default per backend).
         progress: learned backends: called as progress(done_tiles, total_tiles).
+        runner: learned backends: a runner made beforehand (see :func:`check_fuse_options`).
+
+    Timings (seconds) go to ``FuseResult.timings``: ``load_s`` (model), ``align_s``,
+    ``calibrate_s``, ``merge_s`` or ``network_s``.
     """
-    info = get_backend(backend)
+    info = backend if isinstance(backend, BackendSpec) else get_backend(backend)  # resolved once per job
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    aligned = align_bracket(bracket, align)
-    timings["align_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    learned = info.family != "classical"
+    if learned and info.kind != "multi-exposure":
+        raise HdrError(f"'{info.name}' is a single-image backend; use `hdr expand`")
+    # Learned backends fuse three frames: only those are aligned (checked before any work).
+    chosen = select_three(bracket) if learned else None
     if bracket.frames[0].linear:
         if response is not None:
             warn("camera RAW frames are linear: the given camera response is not used")
         response = linear_response()
-    if info.name == "mertens":
-        result = FuseResult(merge_mertens(aligned), False, bracket, None, timings)
-    elif info.family == "classical":
-        if response is None:
-            images_u8 = [np.clip(np.rint(im * 255.0), 0, 255).astype(np.uint8) for im in aligned]
-            response = calibrate_response(images_u8, bracket.exposures, method=info.name)
-        merge = merge_debevec if info.name == "debevec" else merge_robertson
-        hdr = merge(aligned, bracket.exposures, response, guard=guard)
-        result = FuseResult(hdr, True, bracket, response, timings)
-    elif info.kind != "multi-exposure":
-        raise HdrError(f"'{backend}' is a single-image backend; use `hdr expand`")
-    else:
+    if learned and runner is None:  # weights, ONNX export and device are checked before aligning
         from hdrcli.runtime import make_runner
 
+        t0 = time.perf_counter()
         runner = make_runner(info.name, runtime, size=model_size, device=device, tile=tile)
+        timings["load_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    warps = estimate_warps(bracket, align, chosen)
+    timings["align_s"] = time.perf_counter() - t0
+    pixels = [f.pixels for f in bracket.frames]
+    if info.name == "mertens":
+        t0 = time.perf_counter()
+        result = FuseResult(merge_mertens([warp_frame(p, w) for p, w in zip(pixels, warps)]), False, bracket, None,
+                            timings)
+        timings["merge_s"] = time.perf_counter() - t0
+    elif not learned:
+        if response is None:
+            t0 = time.perf_counter()
+            response = calibrate_response(_calibration_frames(pixels, warps), bracket.exposures, method=info.name)
+            timings["calibrate_s"] = time.perf_counter() - t0
+            if info.name == "robertson":  # seen on frobisher: green/red bands on the wall and sky
+                warn("robertson's self-calibrated response leaves false-colour contours in smooth areas of "
+                     "real photos; prefer debevec (the default) or give a measured response with --crf")
+        t0 = time.perf_counter()
+        merge = info.builder()  # the registry's merge function (merge_debevec / merge_robertson)
+        # Frames are warped band by band inside the merge: no aligned full-size copies.
+        hdr = merge(pixels, bracket.exposures, response, guard=guard, warps=warps)
+        timings["merge_s"] = time.perf_counter() - t0
+        result = FuseResult(hdr, True, bracket, response, timings)
+    else:
+        t0 = time.perf_counter()
         # The runner re-encodes the frames to the networks' gamma-2.2 convention with the
         # given response (linear for RAW), or else the bracket's self-calibrated one.
-        chosen = select_three(bracket)
-        hdr = runner.fuse([aligned[i] for i in chosen], [bracket.relative_exposures[i] for i in chosen], progress,
-                          response=response)
+        aligned = [warp_frame(pixels[i], warps[i]) for i in chosen]
+        hdr = runner.fuse(aligned, [bracket.relative_exposures[i] for i in chosen], progress, response=response)
+        if chosen[0] != 0:  # the runner's unit is the shortest kept frame's clipping level
+            hdr *= np.float32(1.0 / bracket.relative_exposures[chosen[0]])
+        timings["network_s"] = time.perf_counter() - t0
         result = FuseResult(hdr, True, bracket, None, timings)
-    timings["merge_s"] = time.perf_counter() - t0
+    result.warps, result.frames_used = warps, chosen
     return result
+
+
+# Calibration needs statistics, not resolution (hdrcli.merge.response downsizes to this too).
+_CALIBRATION_MAX_PIXELS = 1_000_000
+
+
+def _calibration_frames(pixels: list[np.ndarray], warps: list[np.ndarray | None]) -> list[np.ndarray]:
+    """Aligned uint8 copies of the frames at <= 1 MP: downsized first, then warped at that size."""
+    h, w = pixels[0].shape[:2]
+    s = min(1.0, (_CALIBRATION_MAX_PIXELS / (h * w)) ** 0.5)
+    out = []
+    for p, warp in zip(pixels, warps):
+        if s < 1.0:
+            size = (max(1, round(w * s)), max(1, round(h * s)))
+            p = cv2.resize(p, size, interpolation=cv2.INTER_AREA)
+            warp = None if warp is None else scale_warp(warp, s)
+        out.append(np.clip(np.rint(warp_frame(p, warp) * 255.0), 0, 255).astype(np.uint8))
+    return out
+
+
+# The learned backends were trained on (short, reference, long) brackets with the other
+# frames 2 or 3 stops from the reference (hdrcli.training.camera, ev_steps).
+TRAINED_SPACING_STOPS = 2.5
 
 
 def select_three(bracket: Bracket) -> list[int]:
     """The learned backends fuse (short, reference, long): indices into the bracket.
 
-    With more than three frames the shortest and longest are kept around the reference
-    (a warning names them); output units stay those of the shortest kept frame.
+    With more than three frames, the shorter and the longer frame nearest to the trained
+    spacing (2-3 stops from the reference) are kept, not the extremes: a 16-frame bracket's
+    extremes are 15 stops apart, and the networks smear such pairs. A warning names the
+    frames left out. The runner's output is in the units of the shortest *kept* frame;
+    :func:`fuse_bracket` rescales it to the bracket's shortest exposure.
     """
     n, ref = len(bracket.frames), bracket.reference
     if n < 3:
-        raise HdrError(f"learned backends fuse 3 frames (short, reference, long); this bracket has {n}")
+        raise HdrError(f"learned backends fuse 3 frames (short, reference, long); this bracket has {n}: "
+                       "use --backend debevec for two frames")
     if not 0 < ref < n - 1:
         raise HdrError("learned backends need a reference frame between the shortest and longest exposure")
-    chosen = [0, ref, n - 1]
+    stops = bracket.stops
+
+    def nearest(candidates: range) -> int:
+        distance = lambda i: abs(stops[i] - stops[ref])  # noqa: E731
+        return min(candidates, key=lambda i: (abs(distance(i) - TRAINED_SPACING_STOPS), distance(i)))
+
+    chosen = [nearest(range(0, ref)), ref, nearest(range(ref + 1, n))]
     if n > 3:
-        names = ", ".join(bracket.frames[i].name for i in chosen)
-        warn(f"learned backends fuse 3 of the {n} frames: {names}")
+        left_out = [bracket.frames[i].name for i in range(n) if i not in chosen]
+        warn(f"learned backends fuse 3 of the {n} frames ({', '.join(bracket.frames[i].name for i in chosen)}); "
+             f"left out: {', '.join(left_out)}. For long tripod brackets --backend debevec uses every frame")
     return chosen
 
 
-def _check_outputs(output: Path, preview: Path | None, radiance: bool, overwrite: bool) -> None:
+# Stages of a fuse job in FuseResult.timings, in pipeline order, with their labels.
+STAGES = (
+    ("read_s", "read"), ("exif_s", "exif"), ("load_s", "model"), ("align_s", "align"),
+    ("calibrate_s", "calibrate"), ("merge_s", "merge"), ("network_s", "network"),
+    ("exr_s", "write"), ("preview_s", "preview"),
+)
+
+
+def describe_timings(timings: dict[str, float]) -> str:
+    """'read 0.52s, exif 0.01s, align 0.31s, ...' for the stages a job ran, plus the total."""
+    parts = [f"{label} {timings[key]:.2f}s" for key, label in STAGES if key in timings]
+    total = sum(timings[key] for key, _ in STAGES if key in timings)
+    return ", ".join(parts + [f"total {total:.2f}s"])
+
+
+def check_fuse_options(
+    backend: str | BackendSpec,
+    inputs: list[str | os.PathLike[str]],
+    *,
+    align: str = DEFAULT_ALIGN,
+    exposures: list[float] | None = None,
+    ev: list[float] | None = None,
+    reference: str | int | None = None,
+    tile: int | None = None,
+) -> None:
+    """Refuse, before any frame is read, what the options and the file list already rule out.
+
+    Checks: the alignment method; a single-image backend; as many
+    ``exposures``/``ev`` values as files; and for learned backends (which fuse 3 frames,
+    short, reference, long: see :func:`select_three`) at least 3 files and a reference
+    index strictly between the shortest and longest. A scene folder is checked once read.
+    """
+    from hdrcli.align import ALIGN_METHODS
+
+    info = backend if isinstance(backend, BackendSpec) else get_backend(backend)
+    if align not in ALIGN_METHODS:
+        raise HdrError(f"unknown alignment '{align}' (use {', '.join(ALIGN_METHODS)})")
+    if info.kind != "multi-exposure":
+        raise HdrError(f"'{info.name}' is a single-image backend; use `hdr expand`")
+    folder = len(inputs) == 1 and Path(inputs[0]).is_dir()
+    if folder:
+        return
+    n = len(inputs)
+    for values in (exposures, ev):
+        if values is not None and len(values) != n:
+            raise HdrError(f"{len(values)} exposures given for {n} frames")
+    index = None
+    if isinstance(reference, int) or re.fullmatch(r"-?[0-9]{1,9}", str(reference).strip()):
+        index = int(reference)  # as make_bracket reads it
+        if not 0 <= index < n:
+            raise HdrError(f"--reference {index} is out of range: frames are numbered 0..{n - 1} by exposure")
+    if info.family != "classical":
+        if n < 3:
+            raise HdrError(f"learned backends fuse 3 frames (short, reference, long); {n} given")
+        if index is not None and not 0 < index < n - 1:
+            raise HdrError("learned backends need a reference frame between the shortest and longest exposure")
+
+
+def _check_outputs(output: Path, preview: Path | None, radiance: bool, overwrite: bool,
+                   inputs: list = (), extra: list = ()) -> None:
+    """Extensions, then :func:`check_outputs`: no output is an input (not even with
+    ``overwrite``), no two outputs are the same file, folders writable, no silent overwrite."""
     if radiance:
         output_format(output)
     else:
         check_ldr_extension(output)
-    check_output_path(output, overwrite)
     if preview is not None:
         check_ldr_extension(preview)
-        if preview.resolve() == output.resolve():
-            raise HdrError("preview path is the output path", preview)
-        check_output_path(preview, overwrite)
+    check_outputs([output, preview, *extra], inputs, overwrite)
 
 
 def fuse(
@@ -232,7 +384,7 @@ def fuse(
     save_crf: str | os.PathLike[str] | None = None,
     guard: bool = True,
     float32: bool = False,
-    tonemap: str = "reinhard",
+    tonemap: str = DEFAULT_TONEMAP,
     preview: str | os.PathLike[str] | None = None,
     no_preview: bool = False,
     overwrite: bool = False,
@@ -241,11 +393,33 @@ def fuse(
     runtime: str = "torch",
     tile: int | None = None,
     progress=None,
+    threads: int | None = None,
+    ultrahdr: bool = False,
+    hdr_headroom: float = DEFAULT_HEADROOM_STOPS,
+    strip_metadata: bool = False,
+    save_weights: str | os.PathLike[str] | None = None,
 ) -> tuple[FuseResult, list[Path]]:
-    """The ``hdr fuse`` job. Returns the result and the files written (output first)."""
+    """The ``hdr fuse`` job. Returns the result and the files written (output first).
+
+    ``save_weights``: also write a multi-channel EXR of ghost maps and per-frame merge
+    weights (:func:`save_weight_maps`).
+
+    ``ultrahdr``: ``output`` (.jpg) is an Ultra HDR gain-map JPEG instead of an HDR file
+    (no preview unless ``preview`` is given); ``hdr_headroom``: its highlight headroom in
+    stops. ``strip_metadata``: carry no EXIF/EXR metadata from the reference frame.
+    ``threads``: CPU threads for every library (None: the available cores; see hdrcli.threads).
+    Options a backend cannot take fail before any frame is read (:func:`check_fuse_options`).
+    """
     info = get_backend(backend)
+    configure_threads(threads)
     output = Path(output)
     radiance = info.output == "radiance"
+    if ultrahdr:
+        check_ultrahdr_extension(output)
+        check_headroom(hdr_headroom)
+        if not radiance:
+            raise HdrError(f"--ultrahdr needs radiance; '{backend}' produces a display image")
+        no_preview = no_preview or preview is None
     if radiance and not no_preview:
         preview_path: Path | None = Path(preview) if preview else default_preview_path(output)
     else:
@@ -254,22 +428,47 @@ def fuse(
         raise HdrError(
             f"'{backend}' produces a display-referred LDR image, not radiance: write .png, .tif or .jpg", output
         )
-    _check_outputs(output, preview_path, radiance, overwrite)
-    if save_crf is not None:
-        check_output_path(save_crf, overwrite)
+    _check_outputs(output, preview_path, radiance and not ultrahdr, overwrite, [*inputs, exposure_file, crf], [save_crf, save_weights])
     response = load_response(crf) if crf is not None else None
-    t0 = time.perf_counter()
+    check_fuse_options(info, inputs, align=align, exposures=exposures, ev=ev, reference=reference, tile=tile)
+    timings: dict[str, float] = {}
+    runner = None
+    if info.family != "classical":  # weights, ONNX export, device: before reading any frame
+        from hdrcli.runtime import make_runner
+
+        t0 = time.perf_counter()
+        runner = make_runner(info.name, runtime, size=model_size, device=device, tile=tile)
+        timings["load_s"] = time.perf_counter() - t0
     bracket = load_bracket(
         inputs, exposures=exposures, ev=ev, exposure_file=exposure_file,
         exposure_file_format=exposure_file_format, reference=reference,
-        require_exposures=info.needs_exposures,
+        require_exposures=info.needs_exposures, timings=timings,
     )
-    read_s = time.perf_counter() - t0
-    result = fuse_bracket(bracket, backend, align, response, guard, model_size, device, runtime, tile, progress)
-    result.timings["read_s"] = read_s
+    result = fuse_bracket(bracket, info, align, response, guard, model_size, device, runtime, tile, progress,
+                          runner=runner)
+    result.timings.update(timings)
     t0 = time.perf_counter()
     written: list[Path] = []
-    if radiance:
+    with output_transaction():  # all outputs appear together, or none (a failing preview removes the HDR)
+        _write_fuse_outputs(result, bracket, output, preview_path, save_crf, radiance, backend, float32, tonemap,
+                            written, ultrahdr=hdr_headroom if ultrahdr else None,
+                            meta=None if strip_metadata else read_metadata(bracket.frames[bracket.reference].path))
+        if save_weights is not None:
+            written.append(save_weight_maps(save_weights, result, info.name, guard))
+    result.timings["write_s"] = time.perf_counter() - t0
+    return result, written
+
+
+def _write_fuse_outputs(result: FuseResult, bracket: Bracket, output: Path, preview_path: Path | None,
+                        save_crf, radiance: bool, backend: str, float32: bool, tonemap: str,
+                        written: list[Path], ultrahdr: float | None = None, meta: PhotoMetadata | None = None) -> None:
+    exif = exif_bytes(meta, f"hdrcli {__version__} ({backend})")
+    if radiance and ultrahdr is not None:  # ultrahdr = headroom in stops
+        display = tonemap_image(result.image, tonemap)
+        written.append(write_ultrahdr(output, result.image, display, headroom_stops=ultrahdr, exif=exif).path)
+        if preview_path is not None:
+            written.append(write_ldr(preview_path, display, exif=exif))
+    elif radiance:
         metadata = {
             "version": __version__,
             "backend": backend,
@@ -278,35 +477,83 @@ def fuse(
             "exposures": ",".join(f"{e:.6g}" for e in bracket.relative_exposures),
             "reference": bracket.frames[bracket.reference].name,
         }
-        written.append(write_hdr(output, result.image, float32=float32, metadata=metadata))
+        comments = f"hdrcli {backend} merge of {len(bracket.frames)} frames, reference {metadata['reference']}"
+        t0 = time.perf_counter()
+        written.append(write_hdr(output, result.image, float32=float32, metadata=metadata,
+                                 attributes=exr_attributes(meta, comments)))
+        result.timings["exr_s"] = time.perf_counter() - t0
         if preview_path is not None:
-            written.append(write_ldr(preview_path, tonemap_image(result.image, tonemap)))
+            t0 = time.perf_counter()
+            written.append(write_ldr(preview_path, tonemap_image(result.image, tonemap), exif=exif))
+            result.timings["preview_s"] = time.perf_counter() - t0
     else:
-        written.append(write_ldr(output, result.image))
+        written.append(write_ldr(output, result.image, exif=exif))
         if preview_path is not None:
-            written.append(write_ldr(preview_path, result.image))
+            written.append(write_ldr(preview_path, result.image, exif=exif))
     if save_crf is not None and result.response is not None and not bracket.frames[0].linear:
         written.append(save_response(save_crf, result.response))
-    result.timings["write_s"] = time.perf_counter() - t0
-    return result, written
 
 
+def save_weight_maps(path: str | os.PathLike[str], result: FuseResult, backend: str, guard: bool = True) -> Path:
+    """Write ``hdr fuse --save-weights``: one OpenEXR file of half-float channels.
+
+    * ``ghost``: 0..1, where some frame disagrees with the reference (moving objects,
+      misregistration): a retouching mask;
+    * ``ghost.NAME``: the same for frame NAME (its file name without extension, dots as
+      underscores; 0 for the reference);
+    * ``weight.NAME``: frame NAME's share of the merge (Debevec: the guarded merge
+      weights, summing to 1 per pixel). Other backends weigh inside their own method
+      (learned ones inside the network): only ghost maps are written, for the frames used.
+
+    Attributes ``hdrcli:frames`` and ``hdrcli:reference`` name the frames.
+    """
+    from hdrcli.io.hdr import write_maps
+    from hdrcli.merge.ghost import debevec_weight_maps, weight_and_ghost_maps
+    from hdrcli.merge.response import self_calibrate
+
+    bracket = result.bracket
+    warps = result.warps or [None] * len(bracket.frames)
+    # Learned backends align only the frames they fuse: ghost maps for exactly those.
+    used = result.frames_used or list(range(len(bracket.frames)))
+    frames = [warp_frame(bracket.frames[i].pixels, warps[i]) for i in used]
+    exposures = [bracket.relative_exposures[i] for i in used]
+    if result.response is not None:
+        response = result.response
+    else:
+        response = linear_response() if bracket.frames[0].linear else self_calibrate(frames, exposures)
+    weights = debevec_weight_maps(frames, exposures, guard) if backend == "debevec" else None
+    names = [Path(bracket.frames[i].name).stem.replace(".", "_") for i in used]  # '.' separates EXR layers
+    maps = weight_and_ghost_maps(frames, names, exposures, response, used.index(bracket.reference), weights)
+    return write_maps(path, maps, {"frames": ",".join(bracket.frames[i].name for i in used),
+                                   "reference": bracket.frames[bracket.reference].name})
+
+
+@_all_or_nothing
 def tonemap_file(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
-    method: str = "reinhard",
+    method: str = DEFAULT_TONEMAP,
     exposure: float = 0.0,
     overwrite: bool = False,
+    ultrahdr: bool = False,
+    hdr_headroom: float = DEFAULT_HEADROOM_STOPS,
 ) -> Path:
-    """The ``hdr tonemap`` job: any HDR file to a display image."""
+    """The ``hdr tonemap`` job: any HDR file to a display image (``ultrahdr``: a gain-map JPEG
+    whose base is anchored on this tone map, with ``hdr_headroom`` stops of highlights)."""
     output = Path(output)
+    if ultrahdr:
+        check_ultrahdr_extension(output)
+        check_headroom(hdr_headroom)
     check_ldr_extension(output)
-    check_output_path(output, overwrite)
+    check_outputs([output], [source], overwrite)
     hdr = read_hdr(source)
+    if ultrahdr:
+        return write_ultrahdr(output, hdr, tonemap_image(hdr, method, exposure), headroom_stops=hdr_headroom).path
     return write_ldr(output, tonemap_image(hdr, method, exposure))
 
 
+@_all_or_nothing
 def expand(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -317,14 +564,33 @@ def expand(
     runtime: str = "torch",
     tile: int | None = None,
     float32: bool = False,
-    tonemap: str = "reinhard",
+    tonemap: str = DEFAULT_TONEMAP,
     preview: str | os.PathLike[str] | None = None,
     no_preview: bool = False,
     save_stack: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress=None,
+    crf: str | os.PathLike[str] | None = None,
+    ultrahdr: bool = False,
+    hdr_headroom: float = DEFAULT_HEADROOM_STOPS,
+    strip_metadata: bool = False,
+    threads: int | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, list[Path]]:
-    """The ``hdr expand`` job: one photo -> HDR (1.0 = the photo's clipping level)."""
+    """The ``hdr expand`` job: one photo -> HDR (1.0 = the photo's clipping level).
+
+    ``timings``, when given, receives seconds per stage (keys of ``STAGES``: read_s,
+    load_s, network_s, exr_s, preview_s) for the CLI's summary.
+
+    ``threads``: CPU threads for every library (None: the available cores; hdrcli.threads).
+
+    The output is the photo linearised through its camera response (``crf``, a response
+    file as written by ``hdr fuse --save-crf``; sRGB when None; RAW data are linear) where
+    it is well exposed, the backend's prediction only in clipped highlights (scaled to agree
+    with the photo at their borders), and guided-filter denoising in crushed shadows
+    (:mod:`hdrcli.merge.expand`).
+    """
+    configure_threads(threads)
     from hdrcli.align import linear_to_srgb
     from hdrcli.io.frames import read_frame
     from hdrcli.runtime import make_runner
@@ -333,8 +599,12 @@ def expand(
     if info.kind != "single-image":
         raise HdrError(f"'{backend}' fuses brackets; `hdr expand` takes twostage or stack")
     output = Path(output)
+    if ultrahdr:  # output is an Ultra HDR JPEG; a preview only when asked for by path
+        check_ultrahdr_extension(output)
+        check_headroom(hdr_headroom)
+        no_preview = no_preview or preview is None
     preview_path = None if no_preview else (Path(preview) if preview else default_preview_path(output))
-    _check_outputs(output, preview_path, True, overwrite)
+    _check_outputs(output, preview_path, not ultrahdr, overwrite, [source, crf])
     stack_dir = Path(save_stack) if save_stack is not None else None
     if stack_dir is not None:
         if backend != "stack":
@@ -343,16 +613,46 @@ def expand(
             raise HdrError("--save-stack path is not a folder", stack_dir)
         # An existing folder must accept files; a new one is created beside writable parents.
         check_output_path(stack_dir / "probe.png" if stack_dir.is_dir() else stack_dir, overwrite=True)
+        if stack_dir.is_dir() and not overwrite:  # an earlier stack: refused before the network runs
+            earlier = sorted(stack_dir.glob(f"{glob.escape(Path(source).stem)}_ev[+-]*.png"))
+            if earlier:
+                raise HdrError("output file exists (use --overwrite to replace it)", earlier[0])
+    response = load_response(crf) if crf is not None else None
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
     frame = read_frame(source)
     image = linear_to_srgb(frame.pixels) if frame.linear else frame.pixels
+    timings["read_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     runner = make_runner(backend, runtime, size=model_size, device=device, tile=tile)
-    hdr = runner.expand(image, progress)
-    written = [write_hdr(output, hdr, float32=float32, metadata={
+    timings["load_s"] = time.perf_counter() - t0
+    if frame.linear and crf is not None:
+        warn(f"{frame.name}: RAW data are linear; --crf is not used")
+        response = None
+    t0 = time.perf_counter()
+    expansion = runner.expand_photo(frame.pixels, progress, response=response, linear=frame.linear)
+    hdr = expansion.hdr
+    timings["network_s"] = time.perf_counter() - t0
+    curve = {"linear": "none (linear RAW data)", "srgb": "the sRGB curve (give --crf FILE for a measured one)",
+             "crf": f"the camera response in {Path(crf).name if crf else ''}"}[expansion.response]
+    log_info(f"{frame.name}: linearised with {curve}")
+    if expansion.clipped_fraction == 0:
+        warn(f"{frame.name}: no clipped pixels: the output is the linearised photo (crushed shadows denoised)")
+    else:
+        log_info(f"{frame.name}: {100 * expansion.clipped_fraction:.2f}% of pixels clipped: filled by {backend}")
+    meta = None if strip_metadata else read_metadata(frame.path)
+    exif = exif_bytes(meta, f"hdrcli {__version__} ({backend})")
+    t0 = time.perf_counter()
+    written = [write_ultrahdr(output, hdr, tonemap_image(hdr, tonemap), headroom_stops=hdr_headroom, exif=exif).path] \
+        if ultrahdr else [write_hdr(output, hdr, float32=float32, attributes=exr_attributes(meta, f"hdrcli {backend} expansion of {frame.name}"), metadata={
         "version": __version__, "backend": backend, "source": frame.name,
         "units": "relative radiance; 1.0 = clipping level of the input photo",
     })]
+    timings["exr_s"] = time.perf_counter() - t0
     if preview_path is not None:
-        written.append(write_ldr(preview_path, tonemap_image(hdr, tonemap)))
+        t0 = time.perf_counter()
+        written.append(write_ldr(preview_path, tonemap_image(hdr, tonemap), exif=exif))
+        timings["preview_s"] = time.perf_counter() - t0
     if stack_dir is not None:
         import torch
 
@@ -361,8 +661,11 @@ def expand(
         stack_runner = runner if isinstance(runner, TorchRunner) else make_runner(backend, "torch", model_size, device)
         with torch.no_grad():
             _, stack, evs = stack_runner.model(torch.from_numpy(image).permute(2, 0, 1)[None].float(), return_stack=True)
-        stack_dir.mkdir(parents=True, exist_ok=True)
-        for frame_pixels, ev in zip(stack[0], evs.tolist()):
-            path = stack_dir / f"{Path(source).stem}_ev{ev:+.0f}.png"
+        make_output_folder(stack_dir)
+        stack_paths = [stack_dir / f"{Path(source).stem}_ev{ev:+.0f}.png" for ev in evs.tolist()]
+        # The stack's names are known only now: the same checks as the other outputs (no input,
+        # no other output, an existing file only with --overwrite) before anything is renamed.
+        check_outputs([output, preview_path, *stack_paths], [source, crf], overwrite)
+        for frame_pixels, path in zip(stack[0], stack_paths):
             written.append(write_ldr(path, frame_pixels.permute(1, 2, 0).numpy()))
     return hdr, written

@@ -2,15 +2,27 @@
 
 Every operator first sets the exposure: the image is scaled so that its log-average
 luminance (the geometric mean, Reinhard's "key") maps to middle grey 0.18, optionally
-shifted by ``exposure`` EV. Then the operator compresses the range, and a final stretch
-maps the 99.5th percentile of luminance to white (OpenCV's Drago and Mantiuk outputs are
-otherwise dim), followed by sRGB encoding where the operator does not encode itself.
+shifted by ``exposure`` EV. Then the operator compresses the range; for OpenCV's Reinhard
+and Drago a final stretch maps the 99.5th percentile of luminance to white (their outputs
+are otherwise dim), while ``local`` and ``mantiuk`` change luminance only and share one
+colour step (:func:`_colour`: hue kept, highlight cap and fade), followed by sRGB encoding
+where the operator does not encode itself. ``bench/previews.py`` compares them with the
+reference frame and Mertens on the real brackets.
+
+Any input gives a finite image in [0, 1]: NaN counts as 0 and +inf as the image's largest
+finite value; an image without light is black; Drago on a black image and Mantiuk on a
+constant image or one thinner than 2 pixels (where OpenCV asserts) use Reinhard.
 
 Operators (``TONEMAPS``):
 
+* ``local`` (default): Reinhard's curve on an edge-aware base layer of log luminance with
+  the detail layer kept (x1.15), colour put back from the radiance ratios (saturation
+  exponent 1.1), highlights capped so at most 3% of pixels clip and desaturated toward
+  white, not clipped per channel (see :func:`_local`, :func:`_colour`).
 * ``reinhard``: OpenCV TonemapReinhard (global photographic operator, gamma 2.2).
 * ``drago``: OpenCV TonemapDrago (adaptive logarithmic mapping, bias 0.85).
-* ``mantiuk``: OpenCV TonemapMantiuk (contrast-domain operator, local contrast kept).
+* ``mantiuk``: OpenCV TonemapMantiuk (contrast-domain operator, local contrast kept) on
+  luminance at <= 768 px, its gain upsampled with a guided filter; colour as ``local``.
 * ``mulaw``: the learning field's mu-law curve T(H) = log(1 + mu H) / log(1 + mu) with
   mu = 5000 on H scaled to [0, 1] by its 99.9th percentile (how papers show results).
 * ``filmic``: a smooth shoulder (Reinhard's x / (1 + x) with white point) then sRGB.
@@ -18,13 +30,20 @@ Operators (``TONEMAPS``):
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
 from hdrcli.align import linear_to_srgb
 from hdrcli.errors import HdrError
+from hdrcli.log import warn
 
-TONEMAPS = ("reinhard", "drago", "mantiuk", "mulaw", "filmic")
+TONEMAPS = ("local", "reinhard", "drago", "mantiuk", "mulaw", "filmic")
+# The preview operator when none is named (fuse, expand, tonemap, batch); chosen by looking
+# at every real bracket in ../shared/data against the reference frame and Mertens.
+DEFAULT_TONEMAP = "local"
+MAX_EXPOSURE_EV = 64.0  # |exposure| limit: beyond it float32 radiance over- or underflows anyway
 MU = 5000.0
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
@@ -47,7 +66,9 @@ def auto_expose(hdr: np.ndarray, exposure: float = 0.0, key: float = 0.18) -> np
     if positive.size == 0:
         return np.zeros_like(hdr, dtype=np.float32)
     log_average = float(np.exp(np.mean(np.log(positive + 1e-6))))
-    return (hdr * np.float32(key * 2.0**exposure / max(log_average, 1e-12))).astype(np.float32)
+    exposed = hdr * np.float32(key * 2.0**exposure / max(log_average, 1e-12))
+    # A very bright image pushed up by +EV can exceed float32: keep it finite.
+    return np.nan_to_num(exposed, posinf=np.finfo(np.float32).max).astype(np.float32)
 
 
 def _stretch(display: np.ndarray, percentile: float = 99.5) -> np.ndarray:
@@ -63,7 +84,42 @@ def _opencv(op, rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0), cv2.COLOR_BGR2RGB)
 
 
-def tonemap(hdr: np.ndarray, method: str = "reinhard", exposure: float = 0.0) -> np.ndarray:
+def _finite_radiance(hdr: np.ndarray) -> np.ndarray:
+    """Non-negative finite float32: NaN -> 0, +inf -> the largest finite value (or 0)."""
+    hdr = np.asarray(hdr, np.float32)
+    finite = np.isfinite(hdr)
+    if not finite.all():
+        top = float(hdr[finite].max()) if finite.any() else 0.0
+        hdr = np.nan_to_num(hdr, nan=0.0, posinf=max(top, 0.0), neginf=0.0)
+    return np.maximum(hdr, 0.0)
+
+
+def _operator_for(method: str, lum: np.ndarray) -> str:
+    """The operator to use on an image of luminance ``lum``: OpenCV's operators normalise
+    by the luminance range, so an image without contrast (black, constant, one pixel)
+    comes out black or white (and Drago/Mantiuk assert): it gets ``filmic``, which keeps
+    the auto exposure (a constant image shows as middle grey). Mantiuk's pyramid needs
+    both sides >= 2 pixels, else ``reinhard``."""
+    if method in ("reinhard", "drago", "mantiuk") and (lum.size == 0 or float(lum.min()) == float(lum.max())):
+        return "filmic"
+    if method == "mantiuk" and min(lum.shape) < 2:
+        return "reinhard"
+    return method
+
+
+def tonemap(hdr: np.ndarray, method: str = DEFAULT_TONEMAP, exposure: float = 0.0) -> np.ndarray:
+    """Tone map linear RGB radiance (H, W, 3) to a display-referred image in [0, 1]; see
+    :func:`_tonemap`. Any input, however extreme, gives finite values (no warnings)."""
+    if method not in TONEMAPS:
+        raise HdrError(f"unknown tone map '{method}' (use {', '.join(TONEMAPS)})")
+    if not (math.isfinite(exposure) and abs(exposure) <= MAX_EXPOSURE_EV):
+        raise HdrError(f"exposure change must be a finite number within +-{MAX_EXPOSURE_EV:g} EV, got {exposure}")
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        display = _tonemap(_finite_radiance(hdr), method, float(exposure))
+        return np.clip(np.nan_to_num(display, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0).astype(np.float32)
+
+
+def _tonemap(hdr: np.ndarray, method: str = DEFAULT_TONEMAP, exposure: float = 0.0) -> np.ndarray:
     """Tone map linear RGB radiance (H, W, 3) to a display-referred image in [0, 1].
 
     Args:
@@ -74,20 +130,36 @@ def tonemap(hdr: np.ndarray, method: str = "reinhard", exposure: float = 0.0) ->
     Returns:
         float32 (H, W, 3) sRGB-encoded values in [0, 1].
     """
-    if method not in TONEMAPS:
-        raise HdrError(f"unknown tone map '{method}' (use {', '.join(TONEMAPS)})")
-    hdr = np.maximum(np.nan_to_num(np.asarray(hdr, np.float32), posinf=0.0), 0.0)
     if method == "mulaw":
         scale = float(np.percentile(hdr, 99.9)) * 2.0 ** (-exposure)
-        return mu_law(hdr / np.float32(scale if scale > 0 else 1.0))
+        if not scale > 0:
+            return mu_law(hdr)
+        # float64 where the scale is outside float32's normal range (denormal or huge images)
+        tiny, big = np.finfo(np.float32).tiny, np.finfo(np.float32).max
+        return mu_law(hdr / np.float32(scale) if tiny <= scale <= big else hdr.astype(np.float64) / scale)
     exposed = auto_expose(hdr, exposure)
+    method = _operator_for(method, luminance(exposed))
+    if method == "local":
+        return _local(exposed, exposure)
+    if method == "mantiuk":
+        try:
+            display = _mantiuk(exposed)
+        except cv2.error:  # OpenCV asserts where it sees no contrast (e.g. values near float32's limits)
+            warn("tone map 'mantiuk' failed on this image; used 'reinhard'")
+            method = "reinhard"
+        else:
+            return np.clip(display * np.float32(2.0 ** (exposure / 2.2)), 0.0, 1.0) if exposure else display
     operators = {
         "reinhard": lambda: cv2.createTonemapReinhard(gamma=2.2, intensity=0.0, light_adapt=0.8, color_adapt=0.0),
         "drago": lambda: cv2.createTonemapDrago(gamma=2.2, saturation=1.0, bias=0.85),
         "mantiuk": lambda: cv2.createTonemapMantiuk(gamma=2.2, scale=0.75, saturation=1.0),
     }
     if method in operators:
-        display = _stretch(_opencv(operators[method](), exposed))
+        try:
+            display = _stretch(_opencv(operators[method](), exposed))
+        except cv2.error:  # a degenerate image _operator_for did not foresee: the global operator copes
+            warn(f"tone map '{method}' failed on this image; used 'reinhard'")
+            display = _stretch(_opencv(operators["reinhard"](), exposed))
         # These operators normalise brightness themselves, so the exposure change is
         # applied to their (gamma 2.2) output.
         return np.clip(display * np.float32(2.0 ** (exposure / 2.2)), 0.0, 1.0) if exposure else display
@@ -97,6 +169,150 @@ def tonemap(hdr: np.ndarray, method: str = "reinhard", exposure: float = 0.0) ->
     mapped = lum * (1.0 + lum / white**2) / (1.0 + lum)
     ratio = np.where(lum > 1e-8, mapped / np.maximum(lum, 1e-8), 0.0)[..., None]
     return linear_to_srgb(np.clip(exposed * ratio, 0.0, 1.0))
+
+
+# ----------------------------------------------------------------- luminance-domain operators
+# ``local`` and ``mantiuk`` change luminance only and then put colour back with one shared
+# step, so their previews keep the scene's hues (no olive veil, no per-channel hue shifts).
+
+LOCAL_MAX_SIDE = 768  # the edge-aware base layer and Mantiuk's pyramid run at this size at most
+LOCAL_DETAIL = 1.15  # local contrast: detail layer gain (1 = as in the scene)
+LOCAL_SATURATION = 1.1  # colour ratio exponent: >1 offsets the desaturating look of range compression
+HIGHLIGHT_CAP_PERCENTILE = 97.0  # at most 3% of pixels may reach a channel's white
+GUIDED_EPS = 0.25  # guided filter edge threshold, (log2 units)^2: edges over ~0.5 stop are kept
+MANTIUK_RANGE_STOPS = 9.0  # mantiuk: 1st-99th percentile of output luminance fitted into this range
+
+
+def _box(x: np.ndarray, radius: int) -> np.ndarray:
+    return cv2.boxFilter(x, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
+
+
+def _downscale(x: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = x.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s >= 1.0:
+        return x.copy()
+    return cv2.resize(x, (max(2, round(w * s)), max(2, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def guided_upsample(guide: np.ndarray, target_small: np.ndarray, guide_small: np.ndarray,
+                    radius: int, eps: float = GUIDED_EPS) -> np.ndarray:
+    """Fast guided filter (He & Sun 2015): the linear model target ~ a * guide + b fitted
+    in windows of ``radius`` at low resolution, its coefficients upsampled bilinearly and
+    applied to the full-resolution ``guide``. Edge-aware smoothing and upsampling in one
+    step; all arrays float32 (H, W)."""
+    m_i, m_p = _box(guide_small, radius), _box(target_small, radius)
+    var = _box(guide_small * guide_small, radius) - m_i * m_i
+    cov = _box(guide_small * target_small, radius) - m_i * m_p
+    a = cov / (var + np.float32(eps))
+    b = m_p - a * m_i
+    h, w = guide.shape
+    a = cv2.resize(_box(a, radius), (w, h), interpolation=cv2.INTER_LINEAR)
+    b = cv2.resize(_box(b, radius), (w, h), interpolation=cv2.INTER_LINEAR)
+    return (a * guide + b).astype(np.float32)
+
+
+def _sample(plane: np.ndarray, pixels: int = 1_000_000) -> np.ndarray:
+    """A grid subsample of an (H, W) plane with about ``pixels`` values, for percentiles."""
+    step = max(1, int(np.sqrt(plane.size / pixels)))
+    return plane[::step, ::step]
+
+
+def _log_luminance(lum: np.ndarray) -> np.ndarray:
+    """log2 luminance with a floor at half the 0.1th percentile of the lit pixels (no -inf)."""
+    sample = _sample(lum)
+    positive = sample[sample > 0]
+    floor = max(float(np.percentile(positive, 0.1)) * 0.5, 1e-30) if positive.size else 1e-30
+    return np.log2(np.maximum(lum, np.float32(floor))).astype(np.float32)
+
+
+def _colour(hdr: np.ndarray, lum: np.ndarray, lum_out: np.ndarray, saturation: float,
+            exposure: float = 0.0) -> np.ndarray:
+    """Display RGB (sRGB encoded, [0, 1]) with luminance ``lum_out`` and the hues of ``hdr``.
+
+    Each pixel's radiance is scaled to the target luminance (chromaticity kept), its
+    distance from grey multiplied by ``saturation`` (luminance unchanged: the weights sum
+    to 1); then the exposure is lowered until at most 3% of pixels would clip a channel
+    (saturated lamps and signs keep their colour), bright areas lose saturation smoothly
+    from half of white (80% less at white, as film does; it also hides the colour bands a
+    merge leaves where frames clip),
+    and what still exceeds white in a channel is scaled down to it, hue and saturation
+    kept (clipping per channel shifts hues; desaturating toward grey at constant luminance
+    turned a bright blue booth lavender on the iPhone bracket). All but two steps work on
+    (H, W) planes, so 12 MP costs a few seconds."""
+    gain = lum_out / np.maximum(lum, np.float32(1e-30))
+    rgb = hdr * gain[..., None]
+    y = lum_out.astype(np.float32, copy=True)
+    if saturation != 1.0:
+        rgb *= np.float32(saturation)
+        rgb += (y * np.float32(1.0 - saturation))[..., None]
+    peak = rgb.max(-1)
+    # A brighter exposure asked for (+EV) moves the cap up by as much.
+    top = float(np.percentile(_sample(peak), HIGHLIGHT_CAP_PERCENTILE)) / 2.0 ** max(exposure, 0.0)
+    if top > 1.0:
+        rgb /= np.float32(top)
+        peak /= np.float32(top)
+        y /= np.float32(top)
+    np.minimum(y, 1.0, out=y)
+    keep = 1.0 - np.clip((y - 0.5) / 0.5, 0.0, 1.0) * np.float32(0.8)  # highlight fade
+    rgb -= y[..., None]
+    rgb *= keep[..., None]
+    rgb += y[..., None]
+    faded_peak = y + (peak - y) * keep  # the largest channel after the fade
+    over = faded_peak > 1.0
+    rgb[over] /= faded_peak[over][:, None]
+    return linear_to_srgb(rgb)
+
+
+def _local(exposed: np.ndarray, exposure: float = 0.0) -> np.ndarray:
+    """``local``: Reinhard's global curve on an edge-aware base layer, detail kept.
+
+    log2 luminance is split into a base (fast guided filter, radius 3% of the image side)
+    and detail; the base, anchored so its mean is log2(0.18) + ``exposure`` (key), goes through Reinhard's
+    extended curve with the white point at the brightest base value; the detail is added
+    back with gain ``LOCAL_DETAIL`` (Durand & Dorsey 2002's split with Reinhard et al. 2002's
+    curve). Colour: :func:`_colour`."""
+    lum = luminance(exposed)
+    if not (lum > 0).any():
+        return np.zeros_like(exposed, dtype=np.float32)
+    log_lum = _log_luminance(lum)
+    small = _downscale(log_lum, LOCAL_MAX_SIDE)
+    radius = max(2, round(0.03 * max(small.shape)))
+    base = guided_upsample(log_lum, small, small, radius)
+    detail = log_lum - base
+    shift = float(np.log2(0.18) + exposure - np.mean(base))
+    b = np.exp2(base + np.float32(shift))
+    white = max(float(np.exp2(np.percentile(_sample(base), 99.99) + shift)), 1.0)
+    lum_out = b * (1.0 + b / np.float32(white**2)) / (1.0 + b) * np.exp2(np.float32(LOCAL_DETAIL) * detail)
+    return _colour(exposed, lum, lum_out.astype(np.float32), LOCAL_SATURATION, exposure)
+
+
+def _mantiuk(exposed: np.ndarray) -> np.ndarray:
+    """``mantiuk``: OpenCV's contrast-domain operator on luminance at <= 768 px, its gain
+    log2(out / in) brought to full size by guided upsampling (so 12 MP costs what 0.4 MP
+    does), colour put back by :func:`_colour` (OpenCV's own colour step tinted previews)."""
+    lum = luminance(exposed)
+    if not (lum > 0).any():
+        return np.zeros_like(exposed, dtype=np.float32)
+    log_lum = _log_luminance(lum)
+    small = _downscale(log_lum, LOCAL_MAX_SIDE)
+    grey = np.repeat(np.exp2(small)[..., None], 3, axis=-1)
+    mapped = cv2.createTonemapMantiuk(gamma=1.0, scale=0.75, saturation=1.0).process(grey)
+    mapped = np.nan_to_num(mapped[..., 1], nan=0.0, posinf=1.0, neginf=0.0)
+    gain = _log_luminance(np.maximum(mapped, 0.0).astype(np.float32)) - small
+    radius = max(2, round(0.01 * max(small.shape)))
+    log_out = log_lum + guided_upsample(log_lum, gain, small, radius, eps=0.01)
+    # OpenCV ends with a min-max stretch that puts the darkest pixel at 0 (its output on a
+    # memorial merge had a median of 0.005), and at scale 0.75 it left the iPhone night
+    # bracket's 14.5 stops (1st-99th percentile) uncompressed: 41% of the preview was black.
+    # So the range is fitted into MANTIUK_RANGE_STOPS (log-linear, around the mean: local
+    # contrast ratios kept) and the key set again as for every operator (log-average 0.18);
+    # _colour's highlight cap then keeps the brightest 3% from clipping.
+    lo, hi = np.percentile(_sample(log_out), [1.0, 99.0])
+    mean = float(np.mean(log_out))
+    squeeze = min(1.0, MANTIUK_RANGE_STOPS / max(float(hi - lo), 1e-6))
+    lum_out = np.exp2((log_out - np.float32(mean)) * np.float32(squeeze) + np.float32(np.log2(0.18)))
+    return _colour(exposed, lum, lum_out.astype(np.float32), 1.0)
 
 
 def to_uint8(display: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from hdrcli.training.trainer import WEIGHTS_DIR, edit_manifest
+from hdrcli.weights import edit_manifest
+from hdrcli.weights import manifest_path as default_manifest
 
 MOTION_MARGIN_DB = 5.0
 
@@ -62,7 +63,7 @@ def annotate(results: dict, manifest_path: Path, source: str) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="JSON written by `python bench/quality.py --json`")
-    parser.add_argument("--manifest", type=Path, default=WEIGHTS_DIR / "manifest.json")
+    parser.add_argument("--manifest", type=Path, default=default_manifest())
     args = parser.parse_args()
     results = json.loads(args.results.read_text())
     scenes = results["multi_exposure"]["opencv-debevec-mtb"]["scenes"]

@@ -101,7 +101,9 @@ def test_hdr_train_and_eval_smoke(tmp_path):
     r = hdr("train", "--backend", "lffnet", "--data", maps, "--steps", "2", "--batch", "2", "--patch", "32",
             "--val-every", "2", "--run-dir", tmp_path / "tuned", "--no-export", "--init", checkpoint)
     assert r.returncode == 0, r.stderr
-    tuned = torch.load(tmp_path / "tuned" / "lffnet-lite" / "last.pt", weights_only=False)
+    from hdrcli.weights import load_state
+
+    tuned = load_state(tmp_path / "tuned" / "lffnet-lite" / "last.pt")  # checkpoints load with weights_only=True
     assert tuned["step"] == 2 and tuned["initialised_from"]["steps"] == 5
     assert len(tuned["commands"]) == 3 and "--init" in tuned["commands"][-1]
     r = hdr("eval", "--backend", "debevec", "--data", maps, "--json", "--limit", "2")

@@ -3,18 +3,130 @@
 Every writer writes to a temporary file in the destination folder (same suffix, so
 format-by-extension libraries still pick the right codec) and renames it into place;
 on any error the temporary file is removed. :func:`check_output_path` runs the cheap
-checks (folder exists and is writable, no silent overwrite) before any work is done.
+checks (folder exists and is writable, no silent overwrite) before any work is done;
+:func:`check_outputs` adds the checks across a job's outputs (no output is an input, not
+even with ``--overwrite``; no two outputs are the same file). :func:`output_transaction`
+makes a job's several outputs appear together or not at all.
+
+Temporary files start with :data:`TEMP_PREFIX`. Python removes them on errors, Ctrl-C
+and SIGTERM (the CLI turns SIGTERM into an exception); only SIGKILL or a power loss
+leaves one behind, recognisable by its name (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import errno
 import os
+import re
+import shutil
+import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hdrcli.errors import HdrError
+
+
+TEMP_PREFIX = ".hdrcli-tmp-"
+"""Every temporary file hdrcli creates starts with this, so stale ones (after SIGKILL or a
+power loss) can be recognised and removed (``hdr batch`` does so at start)."""
+
+NAME_MAX = 255  # bytes in one file name on Linux/macOS file systems (ext4, APFS, tmpfs, ...)
+_TEMP_STEM_CHARS = 24  # temp names keep only the start of the output's stem: they must fit NAME_MAX too
+
+
+
+@dataclass
+class Transaction:
+    """State of one :func:`output_transaction`: finished temporary files waiting for their
+    rename (temp, final path, whether the final path existed before) and folders it created."""
+
+    renames: list[tuple[Path, Path, bool]] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+
+
+# The output transaction running in this thread/context (None: atomic_path renames at once).
+_TRANSACTION: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
+    "hdrcli_output_transaction", default=None
+)
+# errno values that mean "this output cannot be written": reported as one line naming the file.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO,
+                 errno.ENAMETOOLONG)
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return NAME_MAX
+
+
+def _check_name(path: Path, folder: Path) -> None:
+    size = len(os.fsencode(path.name))
+    limit = _name_max(folder) if folder.is_dir() else NAME_MAX
+    if size > limit:
+        raise HdrError(f"file name too long ({size} bytes; the file system allows {limit})", path)
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """True when ``a`` and ``b`` name the same file: equal after resolving symlinks, or
+    (when both exist) the same device and inode, which also catches hard links."""
+    try:
+        if Path(a).resolve() == Path(b).resolve():
+            return True
+    except (OSError, RuntimeError, ValueError):  # symlink loop, NUL in the name
+        pass
+    try:
+        return os.path.samestat(os.stat(a), os.stat(b))
+    except (OSError, ValueError):
+        return False
+
+
+def _input_files(inputs: Iterable[str | os.PathLike[str] | None]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        if item is None:
+            continue
+        path = Path(item)
+        files.append(path)
+        try:
+            if path.is_dir():  # a scene folder: every file in it is an input
+                files.extend(Path(e.path) for e in os.scandir(path) if e.is_file())
+        except (OSError, ValueError):
+            pass
+    return files
+
+
+def check_outputs(
+    outputs: Iterable[str | os.PathLike[str] | None],
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    overwrite: bool = False,
+) -> list[Path]:
+    """Check all the outputs of one job before any work is done; returns them as Paths.
+
+    Refused, even with ``overwrite``: an output that is an input (same path after
+    resolving symlinks, or the same file through a hard link), and two outputs that are
+    the same file (e.g. ``--save-crf`` equal to the output). Then each output goes
+    through :func:`check_output_path` (folder exists and is writable, an existing file
+    is replaced only with ``overwrite``, the name fits the file system).
+    """
+    outs = [Path(p) for p in outputs if p is not None]
+    ins = _input_files(inputs)
+    for out in outs:
+        for source in ins:
+            if same_file(out, source):
+                raise HdrError(f"output is an input file ({source}); inputs are never replaced, not even with --overwrite",
+                               out)
+    for i, out in enumerate(outs):
+        for earlier in outs[:i]:
+            if same_file(out, earlier):
+                raise HdrError(f"two outputs of this job are the same file ({earlier})", out)
+    for out in outs:
+        check_output_path(out, overwrite)
+    return outs
 
 
 def check_output_path(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
@@ -22,44 +134,222 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool = False) -> 
 
     Checks that the parent folder exists, is a folder and accepts a new file (by creating
     and removing a probe file: permission bits alone are not enough, e.g. as root or on a
-    read-only mount), and that ``path`` does not exist unless ``overwrite``.
+    read-only mount), that the file name fits the file system, that ``path`` is not a
+    folder or a special file (device, FIFO), and that it does not exist unless ``overwrite``.
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
-        raise HdrError("output folder does not exist", parent)
-    if not parent.is_dir():
-        raise HdrError("output folder is not a folder", parent)
-    if path.is_dir():
-        raise HdrError("output path is a folder", path)
-    if path.exists() and not overwrite:
-        raise HdrError("output file exists (use --overwrite to replace it)", path)
     try:
-        fd, probe = tempfile.mkstemp(prefix=".hdrcli-probe-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
+        if not parent.exists():
+            raise HdrError("output folder does not exist", parent)
+        if not parent.is_dir():
+            raise HdrError("output folder is not a folder", parent)
+        _check_name(path, parent)
+        if path.is_dir():
+            raise HdrError("output path is a folder", path)
+        if path.exists() and not path.is_file():
+            raise HdrError("output path exists and is not a regular file", path)
+        if (path.exists() or path.is_symlink()) and not overwrite:
+            raise HdrError("output file exists (use --overwrite to replace it)", path)
+        with _signals_deferred():
+            fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX + "probe-", dir=parent)
+            os.close(fd)
+            os.unlink(probe)
     except OSError as exc:
-        raise HdrError(f"output folder is not writable ({exc.strerror})", parent) from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise HdrError("path too long for the file system", path) from None
+        raise HdrError(f"output folder is not writable ({exc.strerror or exc})", parent) from None
+    except ValueError as exc:  # NUL byte in the name
+        raise HdrError(f"invalid output path ({exc})", path) from None
     return path
+
+
+def find_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Temporary files left in ``folder`` (not recursive) by an hdrcli that was killed (SIGKILL)."""
+    try:
+        return sorted(Path(e.path) for e in os.scandir(folder) if e.name.startswith(TEMP_PREFIX) and e.is_file())
+    except OSError:
+        return []
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove :func:`find_stale_temps` of ``folder``; returns the files removed."""
+    removed = []
+    for path in find_stale_temps(folder):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _temp_path(path: Path) -> Path:
+    # Only a short piece of the stem: an output name near NAME_MAX must still get a temp name.
+    suffix = path.suffix if len(os.fsencode(path.suffix)) <= 16 and _encodable(path.suffix) else ""
+    stem = re.sub(r"[^A-Za-z0-9._+-]", "_", path.stem[:_TEMP_STEM_CHARS])  # plain ASCII: see _encodable
+    try:
+        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"-{stem}{suffix}", dir=path.parent or ".")
+    except OSError as exc:
+        raise HdrError(f"could not write file ({exc.strerror or exc})", path) from None
+    os.close(fd)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for a few system calls (creating and recording a temp file,
+    renaming outputs), so that the exception they raise (KeyboardInterrupt, Terminated)
+    arrives where the clean-up knows every temp file. POSIX only; elsewhere a no-op."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _encodable(text: str) -> bool:
+    """True when ``text`` is valid UTF-8 text. A file name with undecodable bytes reaches
+    Python as surrogates, which native writers cannot take (OpenEXR refuses it, OpenCV's
+    imwrite crashes with a segmentation fault)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _write_error(path: Path, exc: BaseException) -> HdrError | None:
+    """A one-line error for a writer failure caused by the destination (disk full, no
+    permission...), or None when ``exc`` looks like a bug."""
+    if isinstance(exc, OSError):
+        return HdrError(f"could not write file ({exc.strerror or exc})", path)
+    text = str(exc)
+    for code in _WRITE_ERRNOS:
+        if os.strerror(code) in text:  # e.g. OpenEXR's RuntimeError "... No space left on device."
+            return HdrError(f"could not write file ({os.strerror(code)})", path)
+    with contextlib.suppress(OSError):
+        stat = os.statvfs(path.parent or ".")
+        if stat.f_bavail * stat.f_frsize < 1 << 20:  # OpenCV's encoders only return False on a full disk
+            return HdrError(f"could not write file ({os.strerror(errno.ENOSPC)})", path)
+    return None
+
+
+def _rename_into_place(tmp: Path, path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def output_transaction() -> Iterator[Transaction]:
+    """All-or-nothing outputs for one job.
+
+    Inside the block, :func:`atomic_path` leaves each finished temporary file in place;
+    when the block ends without an exception they are all renamed into place, in the
+    order written. On any exception (including KeyboardInterrupt and SIGTERM through
+    :class:`hdrcli.errors.Terminated`) every temporary file is removed and no output
+    appears. If a rename fails half-way (e.g. the folder was removed), outputs already
+    renamed that did not exist before are removed again.
+    """
+    state = Transaction()
+    pending = state.renames
+    token = _TRANSACTION.set(state)
+    committed = False
+    deferred = None
+    try:
+        yield state
+        _TRANSACTION.reset(token)
+        token = None
+        done: list[tuple[Path, bool]] = []
+        deferred = _signals_deferred()  # the renames run to the end: a job done is not half-undone
+        deferred.__enter__()
+        for tmp, path, existed in list(pending):
+            try:
+                _rename_into_place(tmp, path)
+            except OSError as exc:
+                for renamed, had in done:
+                    if not had:
+                        with contextlib.suppress(OSError):
+                            renamed.unlink()
+                raise HdrError(f"could not write file ({exc.strerror or exc})", path) from None
+            done.append((path, existed))
+        committed = True
+    finally:
+        if token is not None:
+            _TRANSACTION.reset(token)
+        for tmp, _, _ in pending:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        if not committed:
+            for folder in reversed(state.folders):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty: never removes anything else
+        if deferred is not None:
+            deferred.__exit__(None, None, None)  # a signal held during the renames arrives now
+
+
+def make_output_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` (and missing parents) for outputs; inside :func:`output_transaction`
+    the folders created are removed again (when empty) if the job fails."""
+    folder = Path(folder)
+    missing = []
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            break
+        missing.append(parent)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HdrError(f"cannot create folder ({exc.strerror or exc})", folder) from None
+    state = _TRANSACTION.get()
+    if state is not None:
+        state.folders.extend(reversed(missing))
+    return folder
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
+
+    The temporary name is ``.hdrcli-tmp-XXXXXXXX-<first 24 characters of the stem><suffix>``
+    (the suffix is kept so that libraries choosing the codec by extension still work).
+    Inside :func:`output_transaction` the rename waits for the end of the transaction.
+    """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent or ".")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
+    staging: Path | None = None
+    state = _TRANSACTION.get()
+    pending = state.renames if state is not None else None
     try:
-        yield tmp
+        with _signals_deferred():  # a temp file exists only once `finally` knows it
+            tmp = _temp_path(path)
+            # A folder name that is not UTF-8: the writer gets a staging file in the system temp
+            # folder, copied beside the output afterwards (the rename must stay in one file system).
+            if not _encodable(str(tmp)):
+                staging = _temp_path(Path(tempfile.gettempdir()) / ("x" + path.suffix))
+        yield staging or tmp
+        if staging is not None and staging.exists():
+            shutil.copyfile(staging, tmp)
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise HdrError("writer produced no data", path)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise HdrError(f"could not write file ({exc.strerror or exc})", path) from None
+        with _signals_deferred():
+            if pending is not None:
+                pending.append((tmp, path, path.exists()))
+                tmp = None  # the transaction renames or removes it
+            else:
+                _rename_into_place(tmp, path)
+    except HdrError as exc:
+        raise (_write_error(path, exc) or exc) from None
+    except Exception as exc:  # noqa: BLE001 - a full disk reaches us as OSError, RuntimeError or cv2.error
+        error = _write_error(path, exc)
+        if error is None:
+            raise
+        raise error from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        for leftover in (tmp, staging):
+            if leftover is not None:
+                with contextlib.suppress(OSError):
+                    leftover.unlink()

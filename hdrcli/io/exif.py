@@ -105,6 +105,10 @@ def parse_exif_bytes(data: bytes) -> ExifInfo:
         tags = exifread.process_file(io.BytesIO(data), details=False)
     except Exception:  # exifread raises assorted errors on files without EXIF
         tags = {}
+    return _info_from_tags(tags)
+
+
+def _info_from_tags(tags: dict[str, Any]) -> ExifInfo:
     orientation = _number(_tag(tags, "Orientation"))
     positive = lambda v: v if v is not None and v > 0 else None  # noqa: E731
     return ExifInfo(
@@ -120,6 +124,25 @@ def parse_exif_bytes(data: bytes) -> ExifInfo:
 
 
 def read_exif(path: str) -> ExifInfo:
-    """Read the exposure-related EXIF of an image or RAW file."""
-    with open(path, "rb") as fh:
-        return parse_exif_bytes(fh.read())
+    """Read the exposure-related EXIF of an image or RAW file.
+
+    Only regular files are opened (never blocking on a FIFO or reading a device), and
+    exifread reads the tags it needs from the open file instead of the whole file.
+
+    Raises:
+        HdrError: the path is missing or not a regular file.
+    """
+    from hdrcli.io.safe_open import open_regular
+
+    with open_regular(path, "image") as fh:
+        return parse_exif_file(fh)
+
+
+def parse_exif_file(fh: Any) -> ExifInfo:
+    """Parse EXIF from an open binary file (exifread seeks to the tags; the file is not read whole)."""
+    try:
+        fh.seek(0)
+        tags = exifread.process_file(fh, details=False)
+    except Exception:  # noqa: BLE001 - exifread raises assorted errors on files without EXIF
+        tags = {}
+    return _info_from_tags(tags)

@@ -14,18 +14,24 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from hdrcli.errors import HdrError
-from hdrcli.io.exif import ExifInfo, parse_exif_bytes
+from hdrcli.io.decode import imdecode_checked, report_corruption
+from hdrcli.io.exif import ExifInfo, parse_exif_bytes, parse_exif_file
+from hdrcli.io.headers import check_file_size, check_tiles, jpeg_header, png_header, tiff_header
+from hdrcli.io.limits import allow_corrupt_setting, check_pixels, max_file_bytes, max_pixels_setting
+from hdrcli.io.safe_open import descriptor_path, file_size, open_regular, read_bounded
 
 RAW_EXTENSIONS = frozenset(
     ".3fr .ari .arw .cr2 .cr3 .crw .dcr .dng .erf .fff .iiq .k25 .kdc .mef .mos .mrw "
     ".nef .nrw .orf .pef .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split()
 )
 LDR_EXTENSIONS = frozenset(".jpg .jpeg .jpe .png .tif .tiff".split())
+_MAX_JPEG_SCANS = 500  # as libjpeg-turbo's TJFLAG_LIMITSCANS; real progressive files have ~10
 
 _MAGIC = {
     b"\xff\xd8\xff": "jpeg",
@@ -149,63 +155,96 @@ def _to_float_rgb(image: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
     return image.astype(np.float32) * np.float32(scale), depth
 
 
-def _read_ldr(path: Path, data: bytes, kind: str, exif: ExifInfo) -> Frame:
+def _read_ldr(path: Path, data: bytes, kind: str, exif: ExifInfo, allow_corrupt: bool = False) -> Frame:
     if kind == "jpeg" and not jpeg_is_complete(data):
-        raise HdrError("truncated or corrupt JPEG (no end-of-image marker)", path)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise HdrError(f"corrupt or truncated {kind.upper()} file (could not decode it)", path)
+        report_corruption(["truncated or corrupt JPEG (no end-of-image marker)"], path, "JPEG", allow_corrupt)
+        data = data + b"\xff\xd9"  # allowed: OpenCV decodes what is there only up to an end marker
+    if kind == "jpeg" and data.count(b"\xff\xda") > _MAX_JPEG_SCANS:
+        # Each progressive scan re-reads the whole image: thousands of them make a small file a time bomb.
+        report_corruption([f"more than {_MAX_JPEG_SCANS} scans"], path, "JPEG", allow_corrupt)
+    image = imdecode_checked(data, path, kind.upper(), allow_corrupt)
     pixels, depth = _to_float_rgb(image, path)
     return Frame(path, apply_orientation(pixels, exif.orientation), depth, linear=False, exif=exif)
 
 
-def _read_raw(path: Path, exif: ExifInfo) -> Frame:
+def _read_raw(path: Path, fh: Any, exif: ExifInfo, max_pixels: int | None = None) -> Frame:
     import rawpy  # imported lazily: only RAW input needs libraw
 
     try:
-        with rawpy.imread(str(path)) as raw:
+        with rawpy.RawPy() as raw:
+            # open_file parses the header only (libraw reads the rest on demand, through
+            # /proc/self/fd: the very file that was checked); sizes are checked before unpacking.
+            raw.open_file(descriptor_path(fh, path))
+            sizes = raw.sizes
+            check_pixels(sizes.raw_width, sizes.raw_height, path, channels=1, bytes_per_sample=2,
+                         max_pixels=max_pixels, what="camera RAW sensor")
+            check_pixels(sizes.iwidth, sizes.iheight, path, channels=4, bytes_per_sample=2,
+                         max_pixels=max_pixels, what="camera RAW image")
             # Linear demosaic: gamma (1, 1), camera white balance, no auto-brightening,
             # 16-bit output so the values stay proportional to scene radiance.
             rgb = raw.postprocess(
                 gamma=(1, 1), no_auto_bright=True, use_camera_wb=True, output_bps=16
             )
-    except (rawpy.LibRawError, OSError, ValueError) as exc:
+    except (rawpy.LibRawError, OSError, ValueError, MemoryError) as exc:
         raise HdrError(f"camera RAW file could not be decoded ({type(exc).__name__})", path) from None
     pixels = rgb.astype(np.float32) / np.float32(65535.0)
     # libraw applies the stored flip itself, so EXIF orientation is already accounted for.
     return Frame(path, pixels, 16, linear=True, exif=exif)
 
 
-def read_frame(path: str | os.PathLike[str]) -> Frame:
+def read_frame(
+    path: str | os.PathLike[str], *, max_pixels: int | None = None, allow_corrupt: bool | None = None
+) -> Frame:
     """Read one photograph (JPEG/PNG/TIFF at 8 or 16 bit, or camera RAW).
 
+    The size the header declares is checked against the pixel budget before decoding.
+
+    Args:
+        max_pixels: most pixels (width x height) accepted; None for the configured budget
+            (:func:`hdrcli.io.limits.configure`, default 200 MP).
+        allow_corrupt: accept frames whose decoder reported damaged data (with a warning);
+            None for the configured policy (default False).
+
     Raises:
-        HdrError: the file is missing, empty, truncated, or not an image hdrcli reads.
+        HdrError: the file is missing, empty, not a regular file, over the pixel budget,
+            truncated, corrupt, or not an image hdrcli reads.
     """
     path = Path(path)
-    if not path.exists():
-        raise HdrError("no such file", path)
-    if path.is_dir():
+    budget = max_pixels_setting(max_pixels)
+    allow = allow_corrupt_setting(allow_corrupt)
+    if os.path.isdir(path):  # (never raises, unlike Path.is_dir on over-long names)
         raise HdrError("is a directory, not an image (a scene folder must hold exposure.txt)", path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise HdrError(f"cannot read file ({exc.strerror})", path) from None
-    if not data:
-        raise HdrError("empty file (0 bytes)", path)
-    exif = parse_exif_bytes(data)
-    if path.suffix.lower() in RAW_EXTENSIONS:
-        return _read_raw(path, exif)
-    kind = sniff_format(data)
-    if kind is None:
-        expected = path.suffix.lstrip(".").upper() or "image"
-        raise HdrError(f"not a {expected} file: content is not JPEG, PNG, TIFF or camera RAW", path)
-    return _read_ldr(path, data, kind, exif)
+    with open_regular(path, "image") as fh:
+        if file_size(fh) == 0:
+            raise HdrError("empty file (0 bytes)", path)
+        if path.suffix.lower() in RAW_EXTENSIONS:
+            if file_size(fh) > max_file_bytes(budget):
+                raise HdrError(f"camera RAW file of {file_size(fh):,} bytes is over the limit for the pixel budget", path)
+            return _read_raw(path, fh, parse_exif_file(fh), budget)
+        kind = sniff_format(fh.read(16))
+        if kind is None:
+            expected = path.suffix.lstrip(".").upper() or "image"
+            raise HdrError(f"not a {expected} file: content is not JPEG, PNG, TIFF or camera RAW", path)
+        header = {"jpeg": jpeg_header, "png": png_header, "tiff": tiff_header}[kind](fh, path)
+        check_pixels(header.width, header.height, path, channels=header.channels,
+                     bytes_per_sample=header.bytes_per_sample, max_pixels=budget, what=kind.upper())
+        if kind == "tiff":
+            check_tiles(header, path, budget)
+        too_small = check_file_size(header, file_size(fh))
+        if too_small:
+            report_corruption([too_small], path, kind.upper(), allow)
+        data = read_bounded(fh, max_file_bytes(budget), path, "image file")
+    return _read_ldr(path, data, kind, parse_exif_bytes(data), allow)
 
 
-def read_frames(paths: list[str | os.PathLike[str]]) -> list[Frame]:
-    """Read several frames and check that they can form one bracket (same size, same kind)."""
-    frames = [read_frame(p) for p in paths]
+def read_frames(
+    paths: list[str | os.PathLike[str]], *, max_pixels: int | None = None, allow_corrupt: bool | None = None
+) -> list[Frame]:
+    """Read several frames and check that they can form one bracket (same size, same kind).
+
+    ``max_pixels`` and ``allow_corrupt`` apply to each frame (see :func:`read_frame`).
+    """
+    frames = [read_frame(p, max_pixels=max_pixels, allow_corrupt=allow_corrupt) for p in paths]
     if frames:
         first = frames[0]
         for frame in frames[1:]:

@@ -24,8 +24,11 @@ def check_ldr_extension(path: str | os.PathLike[str]) -> None:
         raise HdrError(f"unknown image extension '{suffix or '(none)'}'; use one of {', '.join(LDR_OUTPUT_EXTENSIONS)}", path)
 
 
-def write_ldr(path: str | os.PathLike[str], display: np.ndarray, quality: int = 92) -> Path:
-    """Write a display-referred RGB image with values in [0, 1]."""
+def write_ldr(path: str | os.PathLike[str], display: np.ndarray, quality: int = 92, exif: bytes | None = None) -> Path:
+    """Write a display-referred RGB image with values in [0, 1].
+
+    ``exif``: an EXIF payload (hdrcli.io.metadata.exif_bytes) put into JPEG outputs.
+    """
     check_ldr_extension(path)
     display = np.clip(np.nan_to_num(np.asarray(display, np.float32)), 0.0, 1.0)
     suffix = Path(path).suffix.lower()
@@ -35,7 +38,17 @@ def write_ldr(path: str | os.PathLike[str], display: np.ndarray, quality: int = 
     else:
         data = np.rint(display * 255.0).astype(np.uint8)
         params = [cv2.IMWRITE_JPEG_QUALITY, quality] if suffix in (".jpg", ".jpeg") else []
+    # Encoded in memory and written by Python: a full disk is an OSError naming the file (not
+    # libpng noise on stderr), and no native code sees a file name (non-UTF-8 names crash imwrite).
+    ok, encoded = cv2.imencode(".tif" if suffix == ".tiff" else suffix, cv2.cvtColor(data, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise HdrError("could not encode image", path)
+    payload = encoded.tobytes()
+    del encoded
+    if exif and suffix in (".jpg", ".jpeg"):
+        from hdrcli.io.metadata import insert_exif
+
+        payload = insert_exif(payload, exif)
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(data, cv2.COLOR_RGB2BGR), params):
-            raise HdrError("could not encode image", path)
+        tmp.write_bytes(payload)
     return Path(path)

@@ -177,11 +177,18 @@ def save_response(path: str | os.PathLike[str], response: np.ndarray) -> Path:
 
 def load_response(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a response file written by :func:`save_response` (or any 256x3 / 256x1 table)."""
+    import io
+
+    from hdrcli.io.safe_open import read_text_bounded
+
     path = Path(path)
+    text = read_text_bounded(path, "camera response file")  # regular files of at most 1 MiB
     try:
-        table = np.loadtxt(path, dtype=np.float64, comments="#", ndmin=2)
-    except (OSError, ValueError) as exc:
-        raise HdrError(f"not a camera response file ({exc})", path) from None
+        table = np.loadtxt(io.StringIO(text), dtype=np.float64, comments="#", ndmin=2)
+    except (ValueError, OverflowError) as exc:
+        raise HdrError(f"not a camera response file ({str(exc).splitlines()[0][:120]})", path) from None
+    if not np.all(np.isfinite(table)):
+        raise HdrError("camera response holds non-finite values (nan or inf)", path)
     if table.shape == (256, 1):
         table = np.repeat(table, 3, axis=1)
     if table.shape != (256, 3):

@@ -19,7 +19,10 @@ import torch
 from hdrcli.errors import HdrError
 from hdrcli.io.atomic import atomic_path
 from hdrcli.models import get_spec
-from hdrcli.models.registry import MULTI_EXPOSURE, WEIGHTS_DIR
+from hdrcli.models.registry import MULTI_EXPOSURE
+from hdrcli.weights import onnx_path, sha256_file, update_manifest
+
+__all__ = ["export_model", "export_onnx", "onnx_path", "record_export"]
 
 
 class _NetworkPart(torch.nn.Module):
@@ -31,10 +34,6 @@ class _NetworkPart(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.network_forward(x)
-
-
-def onnx_path(name: str, size: str, tile: int) -> Path:
-    return WEIGHTS_DIR / f"{name}-{size}-t{tile}.onnx"
 
 
 def export_onnx(name: str, output: str | os.PathLike[str], *, size: str | None = None, tile: int = 512) -> Path:
@@ -65,21 +64,18 @@ def export_model(model: torch.nn.Module, kind: str, output: str | os.PathLike[st
 
 def record_export(name: str, size: str, tile: int, path: Path) -> None:
     """Add an ONNX file to weights/manifest.json (sha256, source weights, tile, command)."""
-    import hashlib
     import shlex
     import sys
-
-    from hdrcli.training.trainer import update_manifest
 
     source = get_spec(name).weights_path(size)
     update_manifest({
         "file": path.name,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": sha256_file(path),
         "backend": name,
         "size": size,
         "format": "onnx",
         "tile": tile,
-        "exported_from": {"file": source.name, "sha256": hashlib.sha256(source.read_bytes()).hexdigest()},
+        "exported_from": {"file": source.name, "sha256": sha256_file(source)},
         "command": " ".join(shlex.quote(a) for a in ["hdr", *sys.argv[1:]]),
         "status": "ONNX export of the weights above (DO-Conv folded, static tile input)",
     })

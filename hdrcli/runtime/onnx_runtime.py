@@ -18,8 +18,13 @@ def make_session(path: Path, device: str = "auto"):
     """An InferenceSession on CUDA if asked/available and working, else CPU; returns (session, provider)."""
     import onnxruntime as ort
 
+    from hdrcli.threads import current
+
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: a missing CUDA library is reported by us
+    # hdrcli's thread count (--threads, or a batch job's share), not ORT's default of every core.
+    options.intra_op_num_threads = current()
+    options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     wanted = []
     if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available():
@@ -39,7 +44,7 @@ class OnnxRunner(TiledRunner):
 
     def __init__(self, name: str, size: str | None = None, device: str = "auto", tile: int | None = None,
                  overlap: int = DEFAULT_OVERLAP, path: str | Path | None = None) -> None:
-        from hdrcli.runtime.export import onnx_path
+        from hdrcli.weights import check_export_current, is_shipped, onnx_path, verify_shipped
 
         self.name, self.spec = name, get_spec(name)
         self.tile = tile or DEFAULT_TILE.get(name, 512)
@@ -50,7 +55,9 @@ class OnnxRunner(TiledRunner):
             found = [p for p in candidates if p.is_file()]
             if not found:
                 raise HdrError(f"no ONNX export of '{name}' for tile {self.tile}; run `hdr export --backend {name} --tile {self.tile}`")
-            path = found[0]
+            path = check_export_current(found[0])  # sha256 as in the manifest, exported from today's weights
+        elif is_shipped(path):
+            verify_shipped(path)
         self.path = Path(path)
         self.session, self.provider = make_session(self.path, device)
         info(f"ONNX Runtime: {self.path.name} on {self.provider}")

@@ -19,11 +19,16 @@ from hdrcli.runtime.tiling import as_numpy_image, run_tiled
 # twostage takes larger tiles; the stack model tiles its stack and merges once.
 DEFAULT_TILE = {"dfgnet": 256, "lffnet": 256, "tunet": 256, "twostage": 512, "stack": 256}
 DEFAULT_OVERLAP = 64  # wide blends: FFT models differ between tiles, narrow ramps would show seams
+# Single-image backends run on the whole photo up to this size (torch, CPU): tiles made a
+# visible grid with the stack model (its instance norms see one tile). Peak RSS of
+# `hdr expand` on 1024x768 (0.8 MP): see README; larger photos use tiles with 1/4 overlap.
+WHOLE_IMAGE_PIXELS = 2_000_000
+LARGE_PHOTO_TILE = 1024
 
 
 def available_sizes(name: str) -> list[str]:
-    spec = get_spec(name)
-    return [size for size in ("lite", "paper") if size in spec.configs and spec.weights_path(size).is_file()]
+    """Sizes of a learned backend with shipped weights, lite first (see the registry)."""
+    return get_spec(name).sizes_with_weights()
 
 
 def load_model(name: str, size: str | None = None, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, str]:
@@ -35,7 +40,7 @@ def load_model(name: str, size: str | None = None, device: str | torch.device = 
         size = sizes[0]
     elif size not in sizes:
         raise HdrError(f"backend '{name}' has no weights for size '{size}' (available: {', '.join(sizes) or 'none'})")
-    model = create_model(name, size, pretrained=True)
+    model = create_model(name, size, pretrained=True)  # verified against the manifest, weights_only
     return fold_do_convs(model).eval().to(device), size
 
 
@@ -47,6 +52,7 @@ class TiledRunner:
     tile: int
     overlap: int
     stack_steps: int | None = None
+    whole_image_pixels: int = 0  # single-image backends: run untiled up to this many pixels
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -71,12 +77,41 @@ class TiledRunner:
         tile_input = lambda tile: self._forward(exposure_input(_reencode(tile, luts), times))  # noqa: E731
         return as_numpy_image(run_tiled(tile_input, ldr, self.tile, self.overlap, progress=progress))
 
-    def expand(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """One display-referred RGB image (H, W, 3) in [0, 1] -> HDR (H, W, 3), 1 = its clipping level."""
+    def predict(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """The network's own HDR (H, W, 3) for a display-referred RGB image in [0, 1] (1 = its clipping level).
+
+        Runs on the whole image when it has at most ``whole_image_pixels`` pixels (no tiles,
+        so no seams: the stack model's instance norms and merge see the whole photo), else
+        over tiles with wide blends.
+        """
         if self.spec.kind == MULTI_EXPOSURE:
             raise HdrError(f"'{self.name}' is a multi-exposure backend")
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-        return as_numpy_image(expand_tiled(self._forward, x, self.tile, self.overlap, self.stack_steps, progress))
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+        h, w = x.shape[-2:]
+        if h * w <= self.whole_image_pixels:
+            tile, overlap = max(h, w), 0
+        else:  # an explicit tile, or large tiles for photos beyond the whole-image budget
+            tile = self.tile if self.whole_image_pixels == 0 else LARGE_PHOTO_TILE
+            overlap = max(self.overlap, tile // 4)
+        return as_numpy_image(expand_tiled(self._forward, x, tile, overlap, self.stack_steps, progress))
+
+    def expand_photo(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None, *,
+                     response: np.ndarray | None = None, linear: bool = False):
+        """A photo (H, W, 3) in [0, 1] -> :class:`hdrcli.merge.expand.Expansion`: the linearised
+        photo where it is well exposed, the network's prediction (scaled to the photo) only in
+        clipped highlights, denoised shadows. ``response``: inverse camera response (None: sRGB);
+        ``linear``: the pixels are linear (camera RAW), the network sees them sRGB-encoded."""
+        from hdrcli.align import linear_to_srgb
+        from hdrcli.merge.expand import compose
+
+        image = np.asarray(image, np.float32)
+        network_input = linear_to_srgb(image) if linear else image
+        return compose(image, self.predict(network_input, progress), response=response, linear=linear)
+
+    def expand(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """One display-referred (sRGB-like) RGB image (H, W, 3) in [0, 1] -> HDR (H, W, 3), 1 = its
+        clipping level (see :meth:`expand_photo`)."""
+        return self.expand_photo(image, progress).hdr
 
 
 def _reencode(tile: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
@@ -97,6 +132,7 @@ class TorchRunner(TiledRunner):
         self.tile = tile or DEFAULT_TILE.get(name, 512)
         self.overlap = overlap
         self.stack_steps = getattr(self.model, "steps", None) if hasattr(self.model, "network_forward") else None
+        self.whole_image_pixels = 0 if tile else WHOLE_IMAGE_PIXELS  # an explicit --tile always tiles
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -183,7 +183,9 @@ class VGG19Features(nn.Module):
                 layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=False)]
                 cin = v
         self.trunk = nn.Sequential(*layers)
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        from hdrcli.weights import load_state
+
+        state = load_state(weights)  # weights_only=True; one error line for a bad or unsafe file
         state = {k.removeprefix("features."): v for k, v in state.items() if k.removeprefix("features.").split(".")[0].isdigit()}
         own = self.trunk.state_dict()
         self.trunk.load_state_dict({k: state[k] for k in own})

@@ -7,10 +7,8 @@ validates, checkpoints and exports. Nothing is downloaded.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import math
 import os
-import pickle
 import platform
 import shlex
 import sys
@@ -25,7 +23,18 @@ import torch
 from hdrcli.errors import HdrError
 from hdrcli.evaluation import score_multi_exposure, score_single_image
 from hdrcli.models import create_model, exposure_input, fold_do_convs, get_spec
-from hdrcli.models.registry import MULTI_EXPOSURE, WEIGHTS_DIR
+from hdrcli.models.registry import MULTI_EXPOSURE
+from hdrcli.weights import (
+    is_shipped,
+    load_state,
+    manifest_path,
+    mark_stale_exports,
+    read_manifest,
+    sha256_file,
+    state_dict_of,
+    update_manifest,
+    weights_path,
+)
 from hdrcli.training.camera import (
     CameraSimulator,
     list_radiance_maps,
@@ -54,7 +63,10 @@ class TrainConfig:
     resume: str | None = None
     init: str | None = None  # weights (or checkpoint) to start from, with a fresh optimiser and schedule
     reference_ev: tuple[float, float] = (-3.0, 2.0)  # training brackets' reference exposure around auto-exposure
-    export: bool = True
+    export: bool = True  # write a weights file (and manifest entry) at the end; False: checkpoint only
+    export_path: str | None = None  # where; default RUN_DIR/BACKEND-SIZE/BACKEND-SIZE.pt (never weights/ unasked)
+    overwrite: bool = False  # may replace an existing export_path; without export_path: replace weights/BACKEND-SIZE.pt
+    val_scenes: int | None = None  # validate on the first N held-out scenes only (default: all 40 / 20)
     max_minutes: float | None = None
     previous_commands: list[str] = field(default_factory=list)  # filled from a resumed checkpoint
     previous_hardware: list[str] = field(default_factory=list)  # one entry per earlier segment, when recorded
@@ -82,11 +94,20 @@ def _distributed() -> tuple[int, int]:
 class Validator:
     """Scores a model on the held-out simulated set, as bench/quality.py scores backends."""
 
-    def __init__(self, kind: str, sim: CameraSimulator, device: torch.device) -> None:
+    PER_MAP = {MULTI_EXPOSURE: 4}  # scenes per held-out map (single-image backends: 2)
+
+    def __init__(self, kind: str, sim: CameraSimulator, device: torch.device, limit: int | None = None) -> None:
         self.kind, self.device = kind, device
         # Brackets are re-encoded once (as hdr fuse does), not at every validation.
-        self.samples = ([canonical_sample(s) for s in validation_brackets(sim, per_map=4)] if kind == MULTI_EXPOSURE
-                        else validation_singles(sim, per_map=2))
+        per_map = self.PER_MAP.get(kind, 2)
+        samples = (validation_brackets(sim, per_map=per_map) if kind == MULTI_EXPOSURE
+                   else validation_singles(sim, per_map=per_map))[:limit]
+        self.samples = [canonical_sample(s) for s in samples] if kind == MULTI_EXPOSURE else samples
+
+    @classmethod
+    def maps_needed(cls, kind: str, scenes: int | None, available: int) -> int:
+        """Held-out maps to load for the first ``scenes`` validation scenes (scenes come map by map)."""
+        return available if scenes is None else min(available, math.ceil(scenes / cls.PER_MAP.get(kind, 2)))
 
     @torch.no_grad()
     def predict(self, model: torch.nn.Module, sample) -> np.ndarray:
@@ -105,29 +126,10 @@ class Validator:
         return result
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def describe_hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
-def edit_manifest(change: Callable[[dict[str, dict]], None], manifest: Path = WEIGHTS_DIR / "manifest.json") -> None:
-    """Apply ``change`` to the manifest's ``weights`` mapping (file name -> entry) and write it
-    back atomically (a crash never leaves a half-written manifest)."""
-    data = json.loads(manifest.read_text()) if manifest.is_file() else {"weights": {}}
-    change(data.setdefault("weights", {}))
-    tmp = manifest.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, manifest)
-
-
-def update_manifest(entry: dict, manifest: Path = WEIGHTS_DIR / "manifest.json") -> None:
-    """Add or replace one file's entry."""
-    edit_manifest(lambda weights: weights.__setitem__(entry["file"], entry), manifest)
 
 
 def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dict:
@@ -139,6 +141,7 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
     torch.manual_seed(cfg.seed + rank)
     np.random.seed(cfg.seed + rank)
     spec = get_spec(cfg.backend)
+    destination = weights_destination(cfg) if cfg.export and rank == 0 else None  # fail before any work
     model = create_model(cfg.backend, cfg.size).to(device)
     if cfg.init and not cfg.resume:
         _initialise(cfg, model)
@@ -165,22 +168,31 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
         sim = CameraSimulator(train_maps, patch=cfg.patch, stack_evs=tuple(float(e) for e in range(-steps, steps + 1)),
                               reference_ev=tuple(cfg.reference_ev))
         data = SimulatedData(sim, spec.kind, cfg.seed + rank)
-        val_sim = CameraSimulator(val_maps, patch=cfg.val_patch) if rank == 0 else None
+        # --val-scenes N: the first N scenes of the full validation set (same seeds), from the maps they need.
+        val_used = val_maps[:Validator.maps_needed(spec.kind, cfg.val_scenes, len(val_maps))]
+        val_sim = CameraSimulator(val_used, patch=cfg.val_patch) if rank == 0 else None
         data_note = (f"camera simulation of {len(train_maps)} radiance maps under {data_path}; "
-                     f"validation: {len(val_maps)} held-out maps ({', '.join(p.name for p in val_maps)})")
-    validator = Validator(spec.kind, val_sim, device) if val_sim is not None else None
+                     f"validation: {len(val_maps)} held-out maps ({', '.join(p.name for p in val_maps)})"
+                     + (f", first {cfg.val_scenes} scenes (--val-scenes)" if cfg.val_scenes else ""))
+    validator = Validator(spec.kind, val_sim, device, cfg.val_scenes) if val_sim is not None else None
 
     run_dir = Path(cfg.run_dir) / f"{cfg.backend}-{cfg.size}"
     start_step, elapsed_before, history = 0, 0.0, []
     if cfg.resume:
-        state = torch.load(cfg.resume, map_location=device, weights_only=False)
-        (model.module if world > 1 else model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        if objective.gls is not None and "objective" in state:
-            objective.gls.load_state_dict(state["objective"])
-        data.restore(state["data_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        state = load_state(cfg.resume, map_location=device)
+        if not isinstance(state, dict) or not {"model", "optimizer", "schedule", "step"} <= state.keys():
+            raise HdrError("not an hdr train checkpoint (RUN_DIR/BACKEND-SIZE/last.pt); to start from weights use --init", cfg.resume)
+        try:
+            (model.module if world > 1 else model).load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            if objective.gls is not None and "objective" in state:
+                objective.gls.load_state_dict(state["objective"])
+            data.restore(state["data_rng"])
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise HdrError(f"checkpoint does not fit {cfg.backend}-{cfg.size} ({(str(exc).splitlines() or [''])[0][:160]})",
+                           cfg.resume) from None
         start_step, elapsed_before, history = state["step"], state["elapsed_s"], state.get("history", [])
         if state.get("config", {}).get("init"):  # a resumed fine-tune: DFGNet's pre-training was done before
             objective.pretrain_steps = 0
@@ -235,8 +247,9 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
                "wall_time_s": round(elapsed, 1), "validation": last_scores, "data": data_note}
     if rank == 0:
         checkpoint(step, elapsed)
-        if cfg.export:
-            summary["weights"] = str(export_weights(cfg, model.module if world > 1 else model, summary, device))
+        if destination is not None:
+            summary["weights"] = str(export_weights(cfg, model.module if world > 1 else model, summary, device,
+                                                    destination))
     if world > 1:
         torch.distributed.destroy_process_group()
     return summary
@@ -249,27 +262,28 @@ def _initialise(cfg: TrainConfig, model: torch.nn.Module) -> None:
     become the earlier segments of this run's record, so the manifest keeps the whole history.
     """
     path = Path(cfg.init)
+    state = load_state(path)  # weights_only; a shipped file is checked against the manifest first
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+        missing, unexpected = model.load_state_dict(state_dict_of(state, path), strict=False)
         # Weights from before the blend output head (BlendHead) lack only its parameters: the
         # head starts at its neutral initialisation. Anything else missing is a wrong file.
         missing = [k for k in missing if not k.startswith("blend.")]
         if missing or unexpected:
             raise RuntimeError(f"missing {len(missing)} and unexpected {len(unexpected)} parameters, "
                                f"e.g. {(missing + unexpected)[0]}")
-    except (OSError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise HdrError(f"cannot initialise {cfg.backend}-{cfg.size} from this file ({str(exc).splitlines()[0]})", path) from None
-    origin = {"file": path.name, "sha256": _sha256(path)}
-    manifest = WEIGHTS_DIR / "manifest.json"
-    entry = json.loads(manifest.read_text()).get("weights", {}).get(path.name) if manifest.is_file() else None
-    if entry is not None and entry.get("sha256") == origin["sha256"]:
+    origin = {"file": path.name, "sha256": sha256_file(path)}
+    # Its record: the manifest beside it (weights/ or a run folder), else the shipped manifest.
+    entries = [read_manifest(manifest_path(path.resolve().parent)).get(path.name), read_manifest().get(path.name)]
+    entry = next((e for e in entries if isinstance(e, dict) and e.get("sha256") == origin["sha256"]), None)
+    if entry is not None:
         origin.update({k: entry.get(k) for k in ("steps", "wall_time_s", "validation")})
         origin["total_steps"] = entry.get("total_steps", entry.get("steps"))
         origin["total_wall_time_s"] = entry.get("total_wall_time_s", entry.get("wall_time_s"))
         cfg.previous_commands = [*entry.get("resumed_from_commands", []), entry["command"]]
         cfg.previous_hardware = entry["hardware"].split("; then ") if entry.get("hardware") else []
-    elif "commands" in state:  # a checkpoint carries its own history
+    elif isinstance(state, dict) and "commands" in state:  # a checkpoint carries its own history
         cfg.previous_commands = state["commands"]
         cfg.previous_hardware = state.get("hardware", [])
         origin.update({"steps": state.get("step"), "wall_time_s": state.get("elapsed_s"),
@@ -277,21 +291,50 @@ def _initialise(cfg: TrainConfig, model: torch.nn.Module) -> None:
     cfg.initialised_from = origin
 
 
-def export_weights(cfg: TrainConfig, model: torch.nn.Module, summary: dict, device: torch.device) -> Path:
-    """Write weights/<backend>-<size>.pt (the training-form state dict) and its manifest entry."""
-    WEIGHTS_DIR.mkdir(exist_ok=True)
-    path = get_spec(cfg.backend).weights_path(cfg.size)
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save({"model": model.state_dict()}, tmp)
-    os.replace(tmp, path)
+def weights_destination(cfg: TrainConfig) -> Path:
+    """Where the trained weights go, checked before training: never over shipped weights unasked.
+
+    ``--export PATH`` writes PATH (an existing file only with ``--overwrite``); ``--overwrite``
+    alone replaces weights/BACKEND-SIZE.pt; by default they go to the run folder,
+    RUN_DIR/BACKEND-SIZE/BACKEND-SIZE.pt (replaced by the next run there, like last.pt).
+    """
+    run_dir = Path(cfg.run_dir) / f"{cfg.backend}-{cfg.size}"
+    if cfg.export_path:
+        path = Path(cfg.export_path)
+        if path.suffix != ".pt":
+            raise HdrError("--export must name a .pt file", path)
+        if path.is_dir():
+            raise HdrError("--export path is a folder", path)
+        if path.exists() and not cfg.overwrite:
+            raise HdrError("weights file exists (use --overwrite to replace it)", path)
+        if not path.parent.is_dir():
+            raise HdrError("output folder does not exist", path.parent)
+        return path
+    if cfg.overwrite:
+        return weights_path(cfg.backend, cfg.size)
+    return run_dir / f"{cfg.backend}-{cfg.size}.pt"
+
+
+def export_weights(cfg: TrainConfig, model: torch.nn.Module, summary: dict, device: torch.device,
+                   path: Path | None = None) -> Path:
+    """Write the training-form state dict to ``path`` (default: :func:`weights_destination`) and its
+    manifest entry: in the manifest beside it (weights/manifest.json for shipped weights, whose
+    earlier entry moves to the entry's ``history`` and whose ONNX exports are marked stale)
+    and in the run folder's manifest.json."""
+    from hdrcli.io.atomic import atomic_path
+
+    path = path or weights_destination(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict()}, tmp)
     # A resumed model ran on every segment's hardware: name them all, in order.
     segments = [*cfg.previous_hardware, describe_hardware(device)]
     hardware = "; then ".join(h for i, h in enumerate(segments) if i == 0 or h != segments[i - 1])
     complete = summary["steps_done"] >= summary["steps_planned"]
     before = cfg.initialised_from or {}  # a fine-tune adds to its starting weights' training
-    update_manifest({
+    entry = {
         "file": path.name,
-        "sha256": _sha256(path),
+        "sha256": sha256_file(path),
         "backend": cfg.backend,
         "size": cfg.size,
         "command": cfg.command,
@@ -308,5 +351,18 @@ def export_weights(cfg: TrainConfig, model: torch.nn.Module, summary: dict, devi
         "validation": summary["validation"],
         "status": "trained as planned" if complete else f"partly trained: {summary['steps_done']} of {summary['steps_planned']} steps",
         "inference_params": sum(p.numel() for p in fold_do_convs(create_model(cfg.backend, cfg.size)).parameters()),
-    })
+    }
+    run_dir = Path(cfg.run_dir) / f"{cfg.backend}-{cfg.size}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifests = {manifest_path(run_dir).resolve(), manifest_path(path.resolve().parent).resolve()}
+    if not is_shipped(path):  # a user-named file elsewhere: recorded in the run folder only
+        manifests = {manifest_path(run_dir).resolve()}
+    for manifest in sorted(manifests):
+        update_manifest({**entry, "path": str(path)} if manifest.parent != path.resolve().parent else entry, manifest)
+    if is_shipped(path):
+        stale = mark_stale_exports(path.name, entry["sha256"])
+        if stale:
+            from hdrcli.log import warn
+
+            warn(f"ONNX exports of the old weights are now stale (refused until re-exported): {', '.join(stale)}")
     return path

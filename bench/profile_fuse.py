@@ -1,0 +1,128 @@
+"""Where `hdr fuse` spends its time and memory: per-stage seconds, CPU and peak RSS.
+
+Cases (each in a fresh child process, files to files, as `hdr fuse` runs them):
+
+* ``debevec-12mp``: the default backend on ../shared/data/brackets/iphone_handheld
+  (3 x 4032x3024 hand-held JPEGs, default ECC alignment, EXR + preview);
+* ``debevec-1.5mp``: the same bracket downsized to 1414x1060 (written once to a temporary
+  folder, exposures given from the originals' EXIF);
+* ``lffnet-12mp`` / ``lffnet-1.5mp``: the default learned backend on the same frames.
+
+Printed per case: the stages of FuseResult.timings (read, exif, model load, align,
+calibrate, merge or network, EXR write, preview), wall and CPU seconds of the whole job
+and the child's peak RSS (resource.getrusage of the child). ``--profile`` adds the top
+functions by own time (cProfile) for each case. Other jobs on the machine make wall
+times noisy; CPU seconds and ratios within one run are steadier.
+
+    python bench/profile_fuse.py [--cases debevec-12mp,lffnet-1.5mp] [--threads N] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hdrcli.training.camera import SHARED_DATA
+
+FOLDER = SHARED_DATA / "brackets" / "iphone_handheld"
+CASES = ("debevec-1.5mp", "debevec-12mp", "lffnet-1.5mp", "lffnet-12mp")
+
+
+def small_bracket(folder: Path) -> tuple[list[Path], list[float]]:
+    """The iphone bracket at 1.5 MP (JPEG quality 95) and its EXIF exposure times."""
+    import cv2
+
+    from hdrcli.exposure import exif_exposures
+    from hdrcli.io.frames import read_frames
+
+    sources = sorted(FOLDER.glob("*.jpeg"))
+    frames = read_frames(sources)
+    paths = []
+    for frame in frames:
+        h, w = frame.pixels.shape[:2]
+        scale = (1.5e6 / (h * w)) ** 0.5
+        small = cv2.resize(frame.pixels, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        path = folder / frame.name
+        cv2.imwrite(str(path), cv2.cvtColor((small * 255 + 0.5).astype("uint8"), cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+        paths.append(path)
+    return paths, [float(t) for t in exif_exposures(frames)]
+
+
+def child(case: str, threads: int | None, profile: bool, inputs: list[str], exposures: list[float] | None) -> dict:
+    from hdrcli.pipeline import fuse
+
+    backend = case.split("-")[0]
+    with tempfile.TemporaryDirectory() as out:
+        job = lambda: fuse(inputs, Path(out) / "out.exr", backend=backend, exposures=exposures,  # noqa: E731
+                           threads=threads, device="cpu")
+        t0, c0 = time.perf_counter(), time.process_time()
+        if profile:
+            import cProfile
+            import io
+            import pstats
+
+            prof = cProfile.Profile()
+            result, _ = prof.runcall(job)
+            text = io.StringIO()
+            pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(15)
+            print(text.getvalue(), file=sys.stderr)
+        else:
+            result, _ = job()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"timings": result.timings, "wall_s": wall, "cpu_s": cpu,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--inputs", help=argparse.SUPPRESS)
+    parser.add_argument("--exposures", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        exposures = json.loads(args.exposures) if args.exposures else None
+        print(json.dumps(child(args.child, args.threads, args.profile, json.loads(args.inputs), exposures)))
+        return
+    if not FOLDER.is_dir():
+        sys.exit(f"{FOLDER} is absent: this benchmark needs ../shared/data")
+    from hdrcli.pipeline import STAGES
+
+    with tempfile.TemporaryDirectory() as tmp:
+        small, small_exposures = small_bracket(Path(tmp))
+        rows = []
+        for case in args.cases.split(","):
+            if case.endswith("12mp"):
+                inputs, exposures = [str(p) for p in sorted(FOLDER.glob("*.jpeg"))], None
+            else:
+                inputs, exposures = [str(p) for p in small], small_exposures
+            command = [sys.executable, __file__, "--child", case, "--inputs", json.dumps(inputs)]
+            command += ["--exposures", json.dumps(exposures)] if exposures else []
+            command += ["--threads", str(args.threads)] if args.threads else []
+            command += ["--profile"] if args.profile else []
+            out = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+            if args.profile or out.returncode != 0:
+                print(f"--- {case}\n{out.stderr}", file=sys.stderr)
+            if out.returncode != 0:
+                continue
+            rows.append((case, json.loads(out.stdout.strip().splitlines()[-1])))
+    keys = [(k, label) for k, label in STAGES if any(k in r["timings"] for _, r in rows)]
+    print("| case | " + " | ".join(label for _, label in keys) + " | wall s | CPU s | peak RSS MB |")
+    print("|---|" + "---|" * (len(keys) + 3))
+    for case, r in rows:
+        cells = [f"{r['timings'][k]:.2f}" if k in r["timings"] else "-" for k, _ in keys]
+        print(f"| {case} | " + " | ".join(cells) + f" | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['peak_rss_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""Single-image expansion: keep what the photo recorded, use a prediction only where it lost it.
+
+A learned single-image network (or any other predictor) is good at *guessing* what a
+photo could not record (clipped highlights) and poor at reproducing what it did record
+(its output drifts in colour and tone, and lifts dark regions into haze). So the HDR
+result is composed from the photo itself, in the manner of HDRCNN (Eilertsen et al.
+2017, "HDR image reconstruction from a single exposure using deep CNNs"):
+
+1. **Linearise** the photo through its camera response: the sRGB curve by default, a
+   measured inverse response (``hdr fuse --save-crf``, 256 x RGB) when given, or nothing
+   when the pixels are linear already (camera RAW). 1.0 = the photo's clipping level.
+2. **Highlights**: a blend weight from the brightest channel near clipping,
+   ``alpha = max(0, max_c(x) - tau) / (1 - tau)`` with tau = 0.95 (HDRCNN), widened by a
+   small Gaussian so the transition has no hard outline. The prediction's luminance is
+   first scaled to agree with the photo's on the bright, unclipped pixels around each
+   clipped region (a smooth log-ratio field, filled in from those borders coarse to
+   fine), so the blend joins the two without a step (no halo rings or outlines). It
+   enters as a luminance gain on the linearised photo: brightness from the prediction,
+   colour from the photo, so a network's colour cast cannot reach the output (a grey
+   photo stays grey). A clipped value is a lower bound of the truth, so the expanded
+   value never falls below the linearised photo (no dark rings around lights).
+3. **Shadows** (crushed: brightest channel below ~6/255): edge-preserving denoising
+   (guided filter, He et al. 2010) of the linear values, which keeps their local mean,
+   instead of any learned content (which would lift them into haze).
+4. Everywhere else the output *is* the linearised photo, bit for bit.
+
+``highlight_extrapolation`` is the classical baseline without learning: inside clipped
+regions the log radiance grows smoothly from the border (by at most ``max_stops``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+CLIP_TAU = 0.95  # HDRCNN's threshold on max_c(x) (display-referred) where the blend starts
+ALPHA_SIGMA = 1.5  # px: widening of the highlight blend, so it has no hard outline
+SHADOW_LOW, SHADOW_HIGH = 0.012, 0.025  # display-referred max_c(x): full / no shadow denoising
+GUIDED_RADIUS, GUIDED_EPS = 3, 0.01**2  # guided filter window (px) and edge threshold (display units^2)
+GAIN_SLOPE = 0.25  # stops per pixel from a clip border: how steeply the expansion may rise
+BAND_LOW = 0.55  # display-referred max_c(x) from which unclipped pixels anchor the prediction's scale
+_EPS = 1e-6
+_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec. 709 luminance weights
+
+
+@dataclass
+class Expansion:
+    """An expanded photo and what was done to it.
+
+    Attributes:
+        hdr: (H, W, 3) float32 linear radiance, 1.0 = the photo's clipping level.
+        linear: (H, W, 3) the linearised photo (before any expansion or denoising).
+        alpha: (H, W) highlight blend weight in [0, 1] (1 = prediction).
+        shadow: (H, W) shadow denoising weight in [0, 1].
+        clipped_fraction: share of pixels with a channel at the clipping level (>= 254.5/255).
+        response: 'srgb', 'crf' or 'linear': how the photo was linearised.
+    """
+
+    hdr: np.ndarray
+    linear: np.ndarray
+    alpha: np.ndarray
+    shadow: np.ndarray
+    clipped_fraction: float
+    response: str
+
+    @property
+    def well_exposed(self) -> np.ndarray:
+        """(H, W) bool: pixels returned exactly as the linearised photo."""
+        return (self.alpha <= 0) & (self.shadow <= 0)
+
+
+def srgb_decode(v: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] -> linear (IEC 61966-2-1), float32."""
+    v = np.clip(np.asarray(v, np.float32), 0.0, 1.0)
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linearise(image: np.ndarray, response: np.ndarray | None = None, linear: bool = False) -> np.ndarray:
+    """Display-referred (H, W, 3) image in [0, 1] -> linear, 1.0 = its clipping level.
+
+    Args:
+        image: RGB values in [0, 1] (8- or 16-bit sources alike).
+        response: (256, 3) inverse camera response normalised so the mean of row 255 is 1
+            (interpolated between codes, so 16-bit inputs keep their precision); None: sRGB.
+        linear: the pixels are linear already (camera RAW): returned as they are.
+    """
+    image = np.asarray(image, np.float32)
+    if linear:
+        return np.clip(image, 0.0, None).astype(np.float32)
+    if response is None:
+        return srgb_decode(image)
+    codes = np.clip(image, 0.0, 1.0) * 255.0
+    grid = np.arange(256, dtype=np.float32)
+    out = np.empty_like(image)
+    for c in range(3):
+        out[..., c] = np.interp(codes[..., c], grid, np.asarray(response, np.float32)[:, c])
+    return out
+
+
+def highlight_alpha(image: np.ndarray, tau: float = CLIP_TAU, sigma: float = ALPHA_SIGMA) -> np.ndarray:
+    """HDRCNN's blend weight (H, W) in [0, 1] from the brightest channel, widened by a Gaussian
+    (never lowered: a clipped pixel keeps weight 1)."""
+    top = np.asarray(image, np.float32).max(-1)
+    alpha = np.clip((top - tau) / (1.0 - tau), 0.0, 1.0).astype(np.float32)
+    if sigma > 0 and alpha.any():
+        alpha = np.maximum(alpha, cv2.GaussianBlur(alpha, (0, 0), sigma))
+        alpha[alpha < 1e-3] = 0.0  # the Gaussian's far tail: those pixels stay the photo exactly
+    return alpha
+
+
+def shadow_weight(image: np.ndarray, low: float = SHADOW_LOW, high: float = SHADOW_HIGH) -> np.ndarray:
+    """(H, W) in [0, 1]: 1 where the brightest channel is at or below ``low`` (display-referred),
+    0 from ``high`` up, smooth in between."""
+    top = np.asarray(image, np.float32).max(-1)
+    t = np.clip((high - top) / (high - low), 0.0, 1.0)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
+
+
+def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int = GUIDED_RADIUS, eps: float = GUIDED_EPS) -> np.ndarray:
+    """He et al.'s guided filter: ``source`` (H, W[, C]) smoothed where ``guide`` (H, W) is flat,
+    edges of ``guide`` kept. Local means are preserved (no lift of dark regions)."""
+    box = lambda a: cv2.boxFilter(a, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    guide = guide.astype(np.float32)
+    mean_i = box(guide)
+    var_i = box(guide * guide) - mean_i * mean_i
+    channels = source[..., None] if source.ndim == 2 else source
+    out = np.empty_like(channels, dtype=np.float32)
+    for c in range(channels.shape[-1]):
+        p = channels[..., c].astype(np.float32)
+        mean_p = box(p)
+        a = (box(guide * p) - mean_i * mean_p) / (var_i + eps)
+        b = mean_p - a * mean_i
+        out[..., c] = box(a) * guide + box(b)
+    return out[..., 0] if source.ndim == 2 else out
+
+
+def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur; large sigmas on a downscaled copy (same result to a few per cent, far faster)."""
+    h, w = a.shape[:2]
+    factor = int(max(1, sigma // 4))
+    if factor == 1:
+        return cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REFLECT).reshape(a.shape)
+    small = cv2.resize(a, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / factor, borderType=cv2.BORDER_REFLECT)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).reshape(a.shape)
+
+
+def border_scale(linear: np.ndarray, prediction: np.ndarray, anchors: np.ndarray,
+                 sigmas: tuple[float, ...] = (64.0, 16.0, 4.0)) -> np.ndarray:
+    """(H, W, C) smooth per-channel factor that makes ``prediction`` agree with ``linear`` on ``anchors``.
+
+    The log ratio log(linear / prediction) on the anchor pixels is filled into the whole
+    image by normalised Gaussian convolution, coarse to fine: each finer scale replaces the
+    coarser one where it has enough anchors nearby, the image-wide median underlies all.
+    """
+    log_ratio = np.log(np.maximum(linear, _EPS)) - np.log(np.maximum(prediction, _EPS))
+    weight = anchors.astype(np.float32)
+    if weight.sum() < 16:  # too few anchors: one global factor from all unclipped, non-dark pixels
+        return np.ones_like(linear)
+    field = np.broadcast_to(np.median(log_ratio[anchors], axis=0), linear.shape).astype(np.float32)
+    for sigma in sigmas:
+        den = _blur(weight, sigma)
+        num = _blur(log_ratio * weight[..., None], sigma)
+        confidence = (den / (den + 0.05))[..., None]  # 0.05: a few anchors within ~sigma are enough
+        local = num / np.maximum(den, _EPS)[..., None]
+        field = confidence * local + (1 - confidence) * field
+    return np.exp(field).astype(np.float32)
+
+
+def fill_holes(values: np.ndarray, domain: np.ndarray, max_iterations: int = 2000) -> np.ndarray:
+    """Grey-level hole filling (morphological reconstruction by erosion) of ``values`` inside ``domain``.
+
+    Every pixel of ``domain`` is raised to the lowest "pass" over which it connects to the
+    outside (where ``values`` is kept): a ring of high values around a lower centre becomes
+    a plateau, a dome stays a dome. Used on the log gain of clipped regions, where a ring
+    would show as an outline around a light.
+    """
+    values = values.astype(np.float32)
+    marker = np.where(domain, np.float32(values.max()), values)
+    kernel = np.ones((3, 3), np.uint8)
+    for i in range(max_iterations):
+        nxt = np.maximum(cv2.erode(marker, kernel, borderType=cv2.BORDER_REPLICATE), values)
+        if i % 8 == 7 and np.array_equal(nxt, marker):
+            break
+        marker = nxt
+    return marker
+
+
+def smooth_gain(log_gain: np.ndarray, domain: np.ndarray, sigma: float = 3.0,
+                stops_per_pixel: float = GAIN_SLOPE) -> np.ndarray:
+    """The log gain of clipped regions made plausible for light, so it grows smoothly from the
+    regions' borders: at most ``stops_per_pixel`` stops per pixel of distance from the border
+    (a thin bright ridge along a clip border, which shows as an outline, cannot rise), interior
+    minima filled (:func:`fill_holes`: no dark centres or rings), then a Gaussian (``sigma``
+    px) so it starts from 0 without a kink."""
+    if not domain.any():
+        return log_gain
+    distance = cv2.distanceTransform(domain.astype(np.uint8), cv2.DIST_L2, 5)
+    capped = np.minimum(log_gain, np.log(2.0) * stops_per_pixel * distance).astype(np.float32)
+    filled = fill_holes(capped, domain)
+    return np.maximum(cv2.GaussianBlur(filled, (0, 0), sigma), 0.0) * domain
+
+
+def highlight_extrapolation(linear: np.ndarray, alpha: np.ndarray, max_stops: float = 3.0,
+                            reach: float = 12.0) -> np.ndarray:
+    """The classical baseline's prediction: linear radiance grown smoothly inside clipped regions.
+
+    log2 gain = max_stops * (1 - exp(-d / reach)), d the distance (px) to the nearest pixel
+    below the blend (alpha < 1), smoothed; 0 at the border, so it joins the photo without a step.
+    Constants chosen a priori (3 stops, 12 px), not fitted to any benchmark.
+    """
+    inside = (alpha >= 1.0).astype(np.uint8)
+    if not inside.any():
+        return linear.copy()
+    distance = cv2.distanceTransform(inside, cv2.DIST_L2, 5)
+    stops = max_stops * (1.0 - np.exp(-distance / reach))
+    stops = cv2.GaussianBlur(stops.astype(np.float32), (0, 0), 2.0) * inside
+    return (np.maximum(linear, _EPS) * np.exp2(stops)[..., None]).astype(np.float32)
+
+
+def compose(image: np.ndarray, prediction: np.ndarray | None, *, response: np.ndarray | None = None,
+            linear: bool = False, denoise_shadows: bool = True) -> Expansion:
+    """The expanded HDR of one photo (see the module docstring).
+
+    Args:
+        image: (H, W, 3) RGB in [0, 1] as read (display-referred, or linear when ``linear``).
+        prediction: (H, W, 3) linear HDR from a predictor (1.0 = clipping level, any scale:
+            it is re-scaled to the photo), or None for the classical highlight extrapolation.
+        response: (256, 3) inverse camera response, None for sRGB (ignored when ``linear``).
+        linear: ``image`` holds linear sensor values (camera RAW).
+        denoise_shadows: guided-filter the crushed shadows.
+
+    Returns:
+        :class:`Expansion`; where the photo is neither near clipping nor crushed, ``hdr``
+        equals the linearised photo exactly.
+    """
+    image = np.asarray(image, np.float32)
+    lin = linearise(image, response, linear)
+    # Blend weights are decided on display-referred values (a linear image is encoded for it).
+    display = np.clip(image, 0, 1) ** (1 / 2.2) if linear else np.clip(image, 0, 1)
+    alpha = highlight_alpha(display)
+    shadow = shadow_weight(display) if denoise_shadows else np.zeros(alpha.shape, np.float32)
+    shadow[alpha > 0] = 0.0
+    out = lin.copy()
+    if shadow.any():
+        grey = display.mean(-1)
+        smooth = np.maximum(guided_filter(grey, lin), 0.0)
+        out = out + shadow[..., None] * (smooth - out)
+    # The gain goes where the luminance is lost: every channel near clipping (the smallest
+    # one above tau). Where only some channels clip (a saturated sunset glow), the photo's
+    # unclipped channels carry most of the luminance, and a gain there made blobs and arcs.
+    full = highlight_alpha(display.min(-1, keepdims=True))
+    if full.any():
+        if prediction is None:
+            expanded = highlight_extrapolation(lin, full)
+        else:
+            # Brightness from the prediction, colour from the photo: a luminance gain, so a
+            # network's colour errors (casts, tinted outlines) cannot reach the output.
+            y_lin = np.maximum(lin @ _LUMA, _EPS)[..., None]
+            y_pred = np.maximum(np.asarray(prediction, np.float32), 0.0) @ _LUMA
+            anchors = (alpha <= 0) & (display.max(-1) >= BAND_LOW) & (lin.min(-1) > 1e-4)
+            y_pred = y_pred[..., None] * border_scale(y_lin, y_pred[..., None], anchors)
+            log_gain = np.log(np.maximum(y_pred / y_lin, 1.0))[..., 0] * (full > 0)
+            expanded = lin * np.exp(smooth_gain(log_gain, full > 0))[..., None]
+        expanded = np.maximum(expanded, lin)  # a clipped value is a lower bound of the truth
+        out = out + full[..., None] * (expanded - out)
+    clipped = float((image.max(-1) >= 254.5 / 255).mean()) if not linear else float((image.max(-1) >= 0.999).mean())
+    kind = "linear" if linear else ("crf" if response is not None else "srgb")
+    return Expansion(out.astype(np.float32), lin, alpha, shadow, clipped, kind)

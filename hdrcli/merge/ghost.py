@@ -1,0 +1,101 @@
+"""Where frames of a bracket disagree with its reference: ghost maps.
+
+A frame disagrees with the reference where, brought to the reference's exposure through
+the camera response, it differs by more than its noise allows: a moving object, a
+misregistered edge, or a change of light. Only pixels well exposed in both frames can
+be compared; elsewhere a frame is not flagged (its merge weight is small there anyway).
+
+Used by ``hdr fuse --save-weights`` (a retouching mask) and by the re-exposure
+consistency score of real brackets (:func:`hdrcli.metrics.reexposure_psnr`), which
+leaves flagged pixels out.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from hdrcli.merge.classical import debevec_weight, inverse_response
+
+# Pixel values compared for ghosts: away from black (sensor pedestals, e.g. codes 12-18 in
+# Memorial's short frames, and noise) and from the shoulder, where the response is least known.
+WELL_EXPOSED = (24.0 / 255.0, 235.0 / 255.0)
+GHOST_THRESHOLD_STOPS = 0.8  # local disagreement (after smoothing) that counts as a ghost
+_WIDE = 0.05  # scale (share of the long side) of disagreement taken as tone mapping, not motion
+_NOISE_STOPS = 0.15  # extra tolerance per stop of exposure difference (noise, response error)
+
+
+def _luminance_log(frame: np.ndarray, exposure: float, response: np.ndarray) -> np.ndarray:
+    irradiance = inverse_response(frame, response).mean(axis=-1) / np.float32(exposure)
+    return np.log2(np.maximum(irradiance, np.float32(1e-12)))
+
+
+def _well_exposed(frame: np.ndarray) -> np.ndarray:
+    lo = np.minimum(np.minimum(frame[..., 0], frame[..., 1]), frame[..., 2])
+    hi = np.maximum(np.maximum(frame[..., 0], frame[..., 1]), frame[..., 2])
+    return (lo >= WELL_EXPOSED[0]) & (hi <= WELL_EXPOSED[1])
+
+
+def ghost_maps(
+    frames: list[np.ndarray], exposures: list[float], response: np.ndarray, reference: int
+) -> np.ndarray:
+    """Per-frame ghost maps of an aligned bracket.
+
+    Args:
+        frames: aligned float32 RGB frames (H, W, 3) in [0, 1], sorted by exposure.
+        exposures: relative exposure of each frame.
+        response: (256, 3) inverse camera response (see :mod:`hdrcli.merge.response`).
+        reference: index of the reference frame (never flagged).
+
+    Returns:
+        float32 (N, H, W) in [0, 1]: 1 where frame i disagrees with the reference by
+        more than ``GHOST_THRESHOLD_STOPS`` (plus noise allowance), ramping from 0 at
+        half that; 0 where either frame is not well exposed.
+    """
+    ref_log = _luminance_log(frames[reference], exposures[reference], response)
+    ref_ok = _well_exposed(frames[reference])
+    side = max(frames[0].shape[:2])
+    sigma = max(1.0, side / 800.0)  # disagreement of single noisy pixels is not a ghost
+    maps = np.zeros((len(frames),) + frames[0].shape[:2], np.float32)
+    for i, (frame, exposure) in enumerate(zip(frames, exposures)):
+        if i == reference:
+            continue
+        ok = (ref_ok & _well_exposed(frame)).astype(np.float32)
+        diff = (_luminance_log(frame, exposure, response) - ref_log) * ok
+        # Mean disagreement over the comparable pixels of a small neighbourhood.
+        num = cv2.GaussianBlur(diff, (0, 0), sigma)
+        den = cv2.GaussianBlur(ok, (0, 0), sigma)
+        local = num / np.maximum(den, 1e-3)
+        # Disagreement that is smooth over a large part of the frame is not a moving object
+        # but a camera's local tone mapping or vignetting (phone JPEGs): measured against the
+        # large-scale disagreement around each pixel.
+        wide_sigma = max(_WIDE * side, 32.0)
+        wide = cv2.GaussianBlur(num, (0, 0), wide_sigma) / np.maximum(cv2.GaussianBlur(den, (0, 0), wide_sigma), 1e-3)
+        local = np.abs(local - wide)
+        threshold = GHOST_THRESHOLD_STOPS + _NOISE_STOPS * abs(np.log2(exposure / exposures[reference]))
+        ramp = np.clip((local - threshold / 2) / (threshold / 2), 0.0, 1.0)
+        maps[i] = ramp * (den > 0.25)
+    return maps
+
+
+def debevec_weight_maps(frames: list[np.ndarray], exposures: list[float], guard: bool = True) -> np.ndarray:
+    """Each frame's share (N, H, W), summing to 1 per pixel, in :func:`hdrcli.merge.merge_debevec`."""
+    times = np.asarray(exposures, np.float64) / float(min(exposures))
+    weights = np.stack([debevec_weight(f, i, times, guard)[..., 0] for i, f in enumerate(frames)])
+    return weights / np.maximum(weights.sum(axis=0, keepdims=True), np.float32(1e-12))
+
+
+def weight_and_ghost_maps(
+    frames: list[np.ndarray], names: list[str], exposures: list[float], response: np.ndarray, reference: int,
+    weights: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Named maps for ``hdr fuse --save-weights``: ``ghost`` (the largest ghost value over
+    the frames), then ``ghost.NAME`` and, when ``weights`` (N, H, W) are given,
+    ``weight.NAME`` for every frame (NAME: the frame's file name)."""
+    ghosts = ghost_maps(frames, exposures, response, reference)
+    maps = {"ghost": ghosts.max(axis=0)}
+    for i, name in enumerate(names):
+        maps[f"ghost.{name}"] = ghosts[i]
+        if weights is not None:
+            maps[f"weight.{name}"] = weights[i]
+    return maps

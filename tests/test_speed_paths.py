@@ -1,0 +1,177 @@
+"""The fast paths of `hdr fuse` (issue 14): banded warps and merges, cheap tripod alignment,
+thread settings, per-stage timings and checks that fail before any frame is read."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from hdrcli import threads
+from hdrcli.align import estimate_warps, warp_frame
+from hdrcli.errors import HdrError
+from hdrcli.exposure import make_bracket
+from hdrcli.io.frames import Frame
+from hdrcli.io.hdr import sanitize
+from hdrcli.merge import merge_debevec, merge_robertson
+from hdrcli.pipeline import STAGES, check_fuse_options, describe_timings, fuse
+from tests.conftest import textured_scene
+
+TIMES = [0.25, 1.0, 4.0]
+
+
+def photograph(radiance: np.ndarray, t: float) -> np.ndarray:
+    return (np.round(np.clip(radiance * t, 0, 1) ** (1 / 2.2) * 255) / 255).astype(np.float32)
+
+
+def gamma_response() -> np.ndarray:
+    return np.repeat(((np.arange(256) / 255.0) ** 2.2)[:, None], 3, 1).astype(np.float32)
+
+
+def bracket_of(images: list[np.ndarray]):
+    return make_bracket([Frame(Path(f"f{i}.png"), im, 8, False) for i, im in enumerate(images)], TIMES)
+
+
+HOMOGRAPHY = np.array([[0.999, -0.02, 4.3], [0.02, 0.999, -3.1], [1e-5, 0, 1]], np.float32)
+TRANSLATION = np.array([[1, 0, -3], [0, 1, 2], [0, 0, 1]], np.float32)
+
+
+@pytest.mark.parametrize("warp", [HOMOGRAPHY, TRANSLATION, None], ids=["homography", "translation", "none"])
+def test_a_band_of_rows_warps_like_the_whole_image(warp):
+    image = photograph(textured_scene(90, 130, seed=3) * 2, 1.0)
+    whole = warp_frame(image, warp)
+    for y0, y1 in ((0, 17), (17, 60), (60, 90)):
+        np.testing.assert_allclose(warp_frame(image, warp, (y0, y1)), whole[y0:y1], atol=1e-5)
+
+
+@pytest.mark.parametrize("merge", [merge_debevec, merge_robertson])
+@pytest.mark.parametrize("guard", [True, False])
+def test_banded_merge_with_warps_equals_merging_warped_frames(monkeypatch, merge, guard):
+    import hdrcli.merge.classical as classical
+
+    monkeypatch.setattr(classical, "_BAND_PIXELS", 128 * 9)  # many bands, several threads
+    scene = textured_scene(100, 128, seed=4) * 2
+    images = [photograph(scene, t) for t in TIMES]
+    warps = [HOMOGRAPHY, None, TRANSLATION]
+    warped = [warp_frame(im, w) for im, w in zip(images, warps)]
+    expected = merge(warped, TIMES, gamma_response(), guard=guard, threads=1)
+    banded = merge(images, TIMES, gamma_response(), guard=guard, warps=warps, threads=2)
+    np.testing.assert_allclose(banded, expected, rtol=1e-5)
+
+
+def test_tripod_bracket_is_not_warped_and_shaken_frame_is():
+    scene = textured_scene(240, 320, seed=5) * 2
+    images = [photograph(scene, t) for t in TIMES]
+    assert estimate_warps(bracket_of(images), "ecc") == [None, None, None]
+    shifted = cv2.warpAffine(images[2], np.float32([[1, 0, 4], [0, 1, -3]]), (320, 240), borderMode=cv2.BORDER_REFLECT)
+    warps = estimate_warps(bracket_of([images[0], images[1], shifted]), "ecc")
+    assert warps[0] is None and warps[1] is None and warps[2] is not None
+    inner = (slice(12, -12), slice(12, -12))
+    aligned = warp_frame(shifted, warps[2])
+    assert np.abs(aligned[inner] - images[2][inner]).mean() < 0.2 * np.abs(shifted[inner] - images[2][inner]).mean()
+
+
+def test_estimate_warps_only_for_the_frames_asked():
+    scene = textured_scene(120, 160, seed=6) * 2
+    images = [photograph(scene, t) for t in TIMES]
+    images[0] = cv2.warpAffine(images[0], np.float32([[1, 0, 5], [0, 1, 2]]), (160, 120), borderMode=cv2.BORDER_REFLECT)
+    assert estimate_warps(bracket_of(images), "ecc", indices=[2]) == [None, None, None]
+
+
+def test_threads_configure_sets_every_library():
+    import torch
+
+    before = threads.current()
+    try:
+        assert threads.configure(1) == 1 and threads.current() == 1
+        assert cv2.getNumThreads() == 1 and torch.get_num_threads() == 1
+        assert threads.configure(None) == threads.available_cores() == len(os.sched_getaffinity(0))
+        assert torch.get_num_threads() == threads.available_cores()
+        with pytest.raises(ValueError):
+            threads.configure(-1)
+    finally:
+        threads.configure(before)
+
+
+def test_onnx_session_uses_the_configured_threads():
+    pytest.importorskip("onnxruntime")
+    from hdrcli.runtime import make_runner
+
+    before = threads.current()
+    try:
+        threads.configure(1)
+        try:
+            runner = make_runner("lffnet", "onnx", device="cpu")
+        except HdrError as exc:
+            pytest.skip(f"no ONNX export: {exc}")
+        assert runner.session.get_session_options().intra_op_num_threads == 1
+    finally:
+        threads.configure(before)
+
+
+def test_runtime_auto_picks_a_runner():
+    from hdrcli.runtime import FASTER_RUNTIME, auto_runtime, make_runner
+
+    assert auto_runtime("lffnet") in ("torch", "onnx") and set(FASTER_RUNTIME) >= {"lffnet", "dfgnet", "tunet"}
+    runner = make_runner("lffnet", "auto", device="cpu")
+    assert type(runner).__name__ == {"torch": "TorchRunner", "onnx": "OnnxRunner"}[auto_runtime("lffnet")]
+
+
+@pytest.mark.parametrize("backend,files,kwargs,message", [
+    ("lffnet", 2, {}, "learned backends fuse 3 frames"),
+    ("lffnet", 3, {"reference": "0"}, "reference frame between"),
+    ("debevec", 3, {"reference": "7"}, "out of range"),
+    ("debevec", 3, {"exposures": [1.0, 2.0]}, "2 exposures given for 3 frames"),
+    ("debevec", 3, {"align": "sift"}, "unknown alignment"),
+    ("twostage", 3, {}, "single-image backend"),
+])
+def test_impossible_options_fail_before_reading(tmp_path, backend, files, kwargs, message):
+    # The frames do not exist: the error must come from the options, before any read.
+    frames = [tmp_path / f"missing{i}.jpg" for i in range(files)]
+    with pytest.raises(HdrError, match=message):
+        check_fuse_options(backend, frames, **kwargs)
+    with pytest.raises(HdrError, match=message):
+        fuse(frames, tmp_path / "out.exr", backend=backend, **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_onnx_export_fails_before_reading(tmp_path):
+    frames = [tmp_path / f"missing{i}.jpg" for i in range(3)]
+    with pytest.raises(HdrError, match="no ONNX export"):
+        fuse(frames, tmp_path / "out.exr", backend="lffnet", runtime="onnx", tile=384, device="cpu")
+
+
+def test_fuse_records_every_stage(tmp_path, example_bracket):
+    result, written = fuse(example_bracket, tmp_path / "out.exr", threads=1)
+    for key in ("read_s", "exif_s", "align_s", "calibrate_s", "merge_s", "exr_s", "preview_s"):
+        assert result.timings[key] >= 0, key
+    text = describe_timings(result.timings)
+    assert text.startswith("read ") and "calibrate" in text and text.endswith("s") and "total" in text
+    assert {k for k, _ in STAGES} >= set(result.timings) - {"write_s"}
+    assert [p.name for p in written] == ["out.exr", "out.preview.jpg"]
+
+
+def test_cli_threads_and_timings(tmp_path, example_bracket):
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    run = subprocess.run([sys.executable, "-m", "hdrcli.cli", "-v", "fuse", *map(str, example_bracket),
+                          "-o", str(tmp_path / "x.exr"), "--threads", "1"], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "time: read" in run.stdout and "align" in run.stdout and "total" in run.stdout
+    bad = subprocess.run([sys.executable, "-m", "hdrcli.cli", "fuse", *map(str, example_bracket),
+                          "-o", str(tmp_path / "y.exr"), "--threads", "0"], capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "threads" in bad.stderr and not (tmp_path / "y.exr").exists()
+
+
+def test_sanitize_keeps_clean_images_without_copying():
+    clean = np.ones((4, 5, 3), np.float32)
+    assert sanitize(clean) is clean
+    dirty = clean.copy()
+    dirty[0, 0] = [np.nan, np.inf, -1.0]
+    out = sanitize(dirty)
+    assert np.isfinite(out).all() and out.min() >= 0 and out[0, 0, 0] == 0 and out[0, 0, 1] == 1.0
