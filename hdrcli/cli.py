@@ -137,26 +137,24 @@ def _check_runtime(ctx: typer.Context, param, value: str) -> str:
     return value
 
 
-def _check_ev(ctx: typer.Context, param, value: Optional[str]) -> Optional[str]:
-    from hdrcli.exposure import parse_ev_list
+def _parsed_by(parser_name: str):
+    """An option callback that checks a value list with ``hdrcli.exposure.<parser_name>`` at parse time."""
 
-    if value is not None:
-        try:
-            parse_ev_list(value)
-        except HdrError as exc:
-            _option_error(ctx, param, str(exc))
-    return value
+    def check(ctx: typer.Context, param, value: Optional[str]) -> Optional[str]:
+        from hdrcli import exposure
+
+        if value is not None:
+            try:
+                getattr(exposure, parser_name)(value)
+            except HdrError as exc:
+                _option_error(ctx, param, str(exc))
+        return value
+
+    return check
 
 
-def _check_exposures(ctx: typer.Context, param, value: Optional[str]) -> Optional[str]:
-    from hdrcli.exposure import parse_exposure_list
-
-    if value is not None:
-        try:
-            parse_exposure_list(value)
-        except HdrError as exc:
-            _option_error(ctx, param, str(exc))
-    return value
+_check_ev = _parsed_by("parse_ev_list")
+_check_exposures = _parsed_by("parse_exposure_list")
 
 
 def _check_exposure_change(ctx: typer.Context, param, value: float) -> float:
