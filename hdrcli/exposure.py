@@ -46,10 +46,16 @@ MAX_STOPS = 64.0  # |EV| limit for user values: 2**64 spans far more than any ca
 
 
 def parse_number(text: str, what: str = "value") -> float:
-    """Parse '1/60', '0.25', '2' or '-1.5' into a float; HdrError on anything else."""
+    """Parse '1/60', '1/12.5', '0.25', '2' or '-1.5' into a float; HdrError on anything else."""
     text = text.strip()
     try:
-        return float(Fraction(text))
+        # Fraction is exact; a ratio of decimals ('1/12.5', a shutter speed cameras show) is
+        # read as the quotient of its two parts.
+        numerator, _, denominator = text.partition("/")
+        if "/" in denominator:
+            raise ValueError(text)
+        value = Fraction(numerator) / Fraction(denominator) if denominator else Fraction(text)
+        return float(value)
     except (ValueError, ZeroDivisionError):
         raise HdrError(f"cannot read {what} '{text}' (expected a number such as 1/60, 0.25 or -2)") from None
     except OverflowError:  # Fraction is exact: '1e400' only fails when made a float

@@ -238,17 +238,37 @@ def _colour(hdr: np.ndarray, lum: np.ndarray, lum_out: np.ndarray, saturation: f
     merge leaves where frames clip),
     and what still exceeds white in a channel is scaled down to it, hue and saturation
     kept (clipping per channel shifts hues; desaturating toward grey at constant luminance
-    turned a bright blue booth lavender on the iPhone bracket). All but two steps work on
-    (H, W) planes, so 12 MP costs a few seconds."""
+    turned a bright blue booth lavender on the iPhone bracket). Pixel work runs in bands of
+    rows (the exposure cap comes from a grid subsample first), so a 12 MP image needs a
+    few full-size planes, not a dozen RGB copies."""
+    step = max(1, int(np.sqrt(lum.size / 1_000_000)))  # the grid of _sample: same pixels, same percentile
+    _, _, peak = _colour_rgb(hdr[::step, ::step], lum[::step, ::step], lum_out[::step, ::step], saturation)
+    # A brighter exposure asked for (+EV) moves the cap up by as much.
+    top = float(np.percentile(peak, HIGHLIGHT_CAP_PERCENTILE)) / 2.0 ** max(exposure, 0.0)
+    out = np.empty(hdr.shape, np.float32)
+    rows = max(1, (1 << 18) // max(1, hdr.shape[1]))
+    for y0 in range(0, hdr.shape[0], rows):
+        band = slice(y0, y0 + rows)
+        out[band] = _colour_band(hdr[band], lum[band], lum_out[band], saturation, top)
+    return out
+
+
+def _colour_rgb(hdr: np.ndarray, lum: np.ndarray, lum_out: np.ndarray,
+                saturation: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Radiance scaled to ``lum_out`` with saturation applied: (rgb, its luminance, max channel)."""
     gain = lum_out / np.maximum(lum, np.float32(1e-30))
     rgb = hdr * gain[..., None]
     y = lum_out.astype(np.float32, copy=True)
     if saturation != 1.0:
         rgb *= np.float32(saturation)
         rgb += (y * np.float32(1.0 - saturation))[..., None]
-    peak = rgb.max(-1)
-    # A brighter exposure asked for (+EV) moves the cap up by as much.
-    top = float(np.percentile(_sample(peak), HIGHLIGHT_CAP_PERCENTILE)) / 2.0 ** max(exposure, 0.0)
+    return rgb, y, rgb.max(-1)
+
+
+def _colour_band(hdr: np.ndarray, lum: np.ndarray, lum_out: np.ndarray, saturation: float,
+                 top: float) -> np.ndarray:
+    """:func:`_colour` on a band of rows, given the exposure cap ``top``."""
+    rgb, y, peak = _colour_rgb(hdr, lum, lum_out, saturation)
     if top > 1.0:
         rgb /= np.float32(top)
         peak /= np.float32(top)

@@ -116,3 +116,13 @@ def test_memorial_opencv_list():
     times = read_exposure_file(folder / "memorial.txt", names)
     assert times[0] == 32.0 and times[-1] == 1 / 1024
     assert all(math.isclose(a / b, 2.0) for a, b in zip(times, times[1:]))
+
+
+def test_shutter_speeds_with_decimal_denominators_are_read():
+    from hdrcli.errors import HdrError
+    from hdrcli.exposure import parse_number
+
+    assert parse_number("1/12.5") == 0.08 and parse_number("1/60") == 1 / 60
+    for bad in ("1/2/3", "1/0", "/3"):
+        with pytest.raises(HdrError):
+            parse_number(bad)
