@@ -463,6 +463,12 @@ def fuse_group(paths: list[str], outputs: list[str], options: dict, threads: int
     return {"status": "failed", "time_s": time.perf_counter() - t0, "written": [], "error": error}
 
 
+def fuse_group_with_threads(paths: list[str], outputs: list[str], options: dict, threads: int) -> dict:
+    """:func:`fuse_group` in a fresh worker process (a Ray task): its thread count first."""
+    set_threads(threads)
+    return fuse_group(paths, outputs, options, threads)
+
+
 def _die_with_parent(parent_pid: int) -> None:
     """Make this worker die when the batch process dies, even by SIGKILL.
 
@@ -713,7 +719,7 @@ def _run_batch(scan: Scan, rows: list[dict], todo: list, options: dict, jobs: in
     try:
         publish()
         if ray_session is not None:
-            ray_session.run(todo, options, finish)
+            ray_session.run(todo, options, finish, fuse_group_with_threads)
         elif todo:
             jobs = max(1, jobs)
             _run_local(todo, options, jobs, threads or threads_per_job(min(jobs, len(todo))), finish)

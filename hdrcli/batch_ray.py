@@ -47,12 +47,10 @@ def _probe(address: str, timeout: float) -> None:
         raise HdrError(f"cannot reach the Ray cluster at {address} ({reason})") from None
 
 
-def _ray_task(paths: list[str], outputs: list[str], options: dict, threads: int) -> dict:
-    """One group on a Ray worker: the worker's thread count, then the same code as a local job."""
-    from hdrcli.batch import fuse_group, set_threads
-
-    set_threads(threads)
-    return fuse_group(paths, outputs, options, threads)
+def _ray_task(job: Callable[..., dict], paths: list[str], outputs: list[str], options: dict, threads: int) -> dict:
+    """One group on a Ray worker: ``job`` is the batch's own group function (passed by the
+    batch, so this module does not import it back), run as a local job runs it."""
+    return job(paths, outputs, options, threads)
 
 
 class RaySession:
@@ -63,8 +61,9 @@ class RaySession:
         self.threads = threads
         self.max_retries = max_retries
 
-    def run(self, todo: list, options: dict, finish: Callable[..., None]) -> None:
-        """Submit every group, then call ``finish(group, row, result)`` as each one ends."""
+    def run(self, todo: list, options: dict, finish: Callable[..., None], job: Callable[..., dict]) -> None:
+        """Submit every group as ``job(paths, outputs, options, threads)`` on a worker, then call
+        ``finish(group, row, result)`` as each one ends."""
         ray = self.ray
         # The workers' thread variables, set before numpy loads OpenBLAS (its sums depend on
         # the thread count), so that outputs are byte-identical to a local run with the same threads.
@@ -73,7 +72,7 @@ class RaySession:
         task = ray.remote(num_cpus=self.threads, max_retries=self.max_retries, retry_exceptions=False,
                           runtime_env={"env_vars": env})(_ray_task)
         refs = {
-            task.remote([str(s.path) for s in g.shots], [str(p) for p in g.outputs], g.options(options), self.threads): (g, row)
+            task.remote(job, [str(s.path) for s in g.shots], [str(p) for p in g.outputs], g.options(options), self.threads): (g, row)
             for g, row in todo
         }
         try:
