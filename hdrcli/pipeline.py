@@ -402,7 +402,8 @@ def fuse(
     """The ``hdr fuse`` job. Returns the result and the files written (output first).
 
     ``save_weights``: also write a multi-channel EXR of ghost maps and per-frame merge
-    weights (:func:`save_weight_maps`).
+    weights (:func:`save_weight_maps`). Without it the frames' pixels are released once
+    merged: ``result.bracket`` keeps names, shapes, exposures and EXIF, not pixels.
 
     ``ultrahdr``: ``output`` (.jpg) is an Ultra HDR gain-map JPEG instead of an HDR file
     (no preview unless ``preview`` is given); ``hdr_headroom``: its highlight headroom in
@@ -447,6 +448,12 @@ def fuse(
     result = fuse_bracket(bracket, info, align, response, guard, model_size, device, runtime, tile, progress,
                           runner=runner)
     result.timings.update(timings)
+    if save_weights is None:
+        # Nothing reads the frames' pixels after the merge: release them before the writers
+        # and the preview's tone map (3 x 12 MP frames are 435 MB as float32). The frames keep
+        # their names, shapes, exposures and EXIF (a zero-stride view of one value).
+        for frame in bracket.frames:
+            frame.pixels = np.broadcast_to(np.float32(0.0), frame.pixels.shape)
     t0 = time.perf_counter()
     written: list[Path] = []
     with output_transaction():  # all outputs appear together, or none (a failing preview removes the HDR)

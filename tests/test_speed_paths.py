@@ -154,6 +154,10 @@ def test_fuse_records_every_stage(tmp_path, example_bracket):
     assert text.startswith("read ") and "calibrate" in text and text.endswith("s") and "total" in text
     assert {k for k, _ in STAGES} >= set(result.timings) - {"write_s"}
     assert [p.name for p in written] == ["out.exr", "out.preview.jpg"]
+    # The frames' pixels were released before the writers (memory of a 12 MP default fuse),
+    # their shapes kept.
+    frame = result.bracket.frames[0]
+    assert frame.pixels.strides == (0, 0, 0) and frame.size == (720, 480)
 
 
 def test_cli_threads_and_timings(tmp_path, example_bracket):
