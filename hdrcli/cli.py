@@ -120,10 +120,18 @@ def _check_device(ctx: typer.Context, param, value: str) -> str:
     return value
 
 
-def _check_threads(ctx: typer.Context, param, value: Optional[int]) -> Optional[int]:
-    if value is not None and value < 1:
-        _option_error(ctx, param, f"--threads must be at least 1, got {value}")
-    return value
+def _at_least(minimum: int, message: str):
+    """An option callback refusing integers below ``minimum``; ``message`` is formatted with ``value``."""
+
+    def check(ctx: typer.Context, param, value: Optional[int]) -> Optional[int]:
+        if value is not None and value < minimum:
+            _option_error(ctx, param, message.format(value=value))
+        return value
+
+    return check
+
+
+_check_threads = _at_least(1, "--threads must be at least 1, got {value}")
 
 
 _Threads = Annotated[Optional[int], typer.Option(
@@ -171,10 +179,7 @@ def _check_gap(ctx: typer.Context, param, value: float) -> float:
     return value
 
 
-def _check_count(ctx: typer.Context, param, value: Optional[int]) -> Optional[int]:
-    if value is not None and value < 2:
-        _option_error(ctx, param, f"{value} frames do not make a bracket: use 2 or more")
-    return value
+_check_count = _at_least(2, "{value} frames do not make a bracket: use 2 or more")
 
 
 class _TileProgress:
