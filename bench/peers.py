@@ -67,7 +67,7 @@ def simulated(folder: Path, side: int, motion: bool, seed: int = 7) -> tuple[lis
     """A simulated bracket as PNGs in ``folder``: (paths, exposure seconds, ground truth)."""
     _, held_out = split_maps(list_radiance_maps(SHARED_DATA / "radiance"))
     sim = CameraSimulator(held_out[:1], patch=side, max_side=max(side + side // 4 + 8, 1024), motion_prob=0.0)
-    sample = sim.bracket(np.random.default_rng(seed), motion=motion)
+    sample = sim.legacy_bracket(np.random.default_rng(seed), motion=motion)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, frame in enumerate(sample.ldr):

@@ -43,7 +43,8 @@ from hdrcli.training.camera import (
 
 
 def reference_alone(sample: BracketSample) -> np.ndarray:
-    return np.clip(sample.ldr[1], 0, 1) ** 2.2 / sample.exposures[1]
+    r = sample.reference
+    return np.clip(sample.ldr[r], 0, 1) ** 2.2 / sample.exposures[r]
 
 
 def opencv_debevec_mtb(sample: BracketSample) -> np.ndarray:
@@ -122,7 +123,8 @@ def learned_fuser(name: str):
     from hdrcli.runtime import TorchRunner
 
     runner = TorchRunner(name)
-    return lambda sample: runner.fuse(list(sample.ldr), list(sample.exposures))
+
+    return lambda sample: runner.fuse(list(sample.ldr), list(sample.exposures), reference=sample.reference)
 
 
 def learned_expander(name: str):
@@ -357,7 +359,7 @@ def evaluate_real(backend: str, root: str | Path, *, size: str | None = None, al
             response = calibrate_response(u8, steady.exposures)
         t0 = time.perf_counter()
         try:
-            result = fuse_bracket(steady, backend, "none", model_size=size)
+            result = fuse_bracket(steady, backend, "none", model_size=size, keep_maps=True)
         except HdrError as exc:  # a bracket this backend cannot take (e.g. 2 frames): reported, not fatal
             rows.append({"bracket": name, "frames": len(aligned), "error": str(exc)})
             continue
@@ -367,6 +369,8 @@ def evaluate_real(backend: str, root: str | Path, *, size: str | None = None, al
         rows.append({"bracket": name, "frames": len(aligned), "reexposure_ref_db": score["reference"],
                      "reexposure_mean_db": score["mean"], "reexposure_frames_db": score["frames"],
                      "scale": score["scale"], "ghost_fraction": float((ghosts.max(axis=0) > 0.5).mean()),
+                     # learned backends: pixels where the network's synthesis outweighs the frames
+                     "synthesis_share": result.synthesis_share,
                      "time_s": seconds})
         if progress is not None:
             progress(index + 1, len(items))

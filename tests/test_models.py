@@ -68,21 +68,95 @@ def test_gradients_reach_every_parameter(name):
     assert not missing, missing
 
 
-def test_blend_head_starts_near_the_synthesis_and_can_pick_a_frame():
-    from hdrcli.models.blocks import BlendHead
+def _bracket(radiance: torch.Tensor, times: list[float]) -> torch.Tensor:
+    """Exposure input of a gamma-2.2 camera seeing ``radiance`` (B, 3, H, W) at ``times``."""
+    ldr = torch.stack([(radiance * t).clamp(0, 1) ** (1 / 2.2) for t in times], 1)
+    return exposure_input(ldr, torch.tensor(times))
+
+
+def test_merge_head_is_the_frames_debevec_merge_where_they_agree():
+    from hdrcli.merge.classical import debevec_weight
+    from hdrcli.models.blocks import ExposureMergeHead
 
     torch.manual_seed(0)
-    head = BlendHead(8)
-    features, synthesis = torch.randn(2, 8, 16, 20), torch.rand(2, 3, 16, 20)
-    x = torch.rand(2, 3, 6, 16, 20)
-    w = math.exp(4.0) / (math.exp(4.0) + 3)  # neutral start: the synthesis outweighs each frame e^4 : 1
-    expected = w * synthesis + (1 - w) / 3 * x[:, :, 3:6].sum(1)
-    assert torch.allclose(head(features, synthesis, x), expected, atol=1e-6)
-    with torch.no_grad():  # logits that favour the long frame return its linear values exactly
-        head.logits.bias.copy_(torch.tensor([0.0, 0.0, 60.0, 0.0]))
-    assert torch.allclose(head(features, synthesis, x), x[:, 2, 3:6], atol=1e-6)
-    # lite models blend; paper configs keep the papers' direct output
-    assert create_model("lffnet", "lite").blend is not None and create_model("lffnet", "paper").blend is None
+    times = [1.0, 4.0, 16.0]
+    radiance = torch.rand(1, 3, 24, 32) * 0.14 + 0.01  # static scene, well exposed in the reference
+    x = _bracket(radiance, times)
+    synthesis = torch.rand(1, 3, 24, 32)  # whatever the network says
+    head = ExposureMergeHead()
+    with torch.no_grad():
+        weights, alpha = head.maps(synthesis, x, 1)
+        out = head(synthesis, x, 1)
+    ldr = x[0, :, :3].permute(0, 2, 3, 1).numpy()
+    expected_w = np.stack([debevec_weight(ldr[i], i, np.array(times))[..., 0] for i in range(3)])
+    expected_w /= expected_w.sum(0)
+    well = (alpha[0, 0] < 1e-6).numpy()
+    assert well.mean() > 0.9  # a consistent well-exposed frame exists almost everywhere
+    close = np.abs(weights[0].numpy()[:, well] - expected_w[:, well]).max(0)
+    assert (close < 5e-3).mean() > 0.99 and close.max() < 0.02  # pixels beside a clipped one may differ a little
+    merged = (torch.from_numpy(expected_w)[:, None] * x[0, :, 3:6]).sum(0)
+    assert (out[0][:, torch.from_numpy(well)] - merged[:, torch.from_numpy(well)]).abs().max() < 0.02
+    # the longest unclipped frame dominates the shadows
+    assert (weights[0, 2][radiance[0].amax(0) < 0.03] > 0.5).all()
+
+
+def test_merge_head_uses_the_synthesis_only_where_no_frame_sees():
+    from hdrcli.models.blocks import ExposureMergeHead
+
+    head = ExposureMergeHead().requires_grad_(False)
+    radiance = torch.full((1, 3, 16, 16), 0.05)
+    radiance[..., :8] = 4.0  # clipped in every frame (1 = the shortest frame's clipping)
+    x = _bracket(radiance, [1.0, 4.0, 16.0])
+    synthesis = torch.full((1, 3, 16, 16), 0.7)
+    weights, alpha = head.maps(synthesis, x, 1)
+    assert torch.allclose(weights.sum(1, keepdim=True) + alpha, torch.ones_like(alpha))
+    # Clipped everywhere: the shortest frame's clipped value is the bracket's bound, not a synthesis.
+    assert (alpha < 0.01).all()
+    assert torch.allclose(head(synthesis, x, 1)[..., :6], torch.ones(1, 3, 16, 6), atol=3e-3)
+    # A gate that trusts no frame where the reference cannot test them: the synthesis fills
+    # exactly the pixels the reference does not show; the reference's own pixels stay frames.
+    head.gate[-1].bias.fill_(-30.0)
+    radiance = torch.full((1, 3, 16, 16), 0.05)
+    radiance[..., :8] = 0.5  # clipped in the reference and the long frame, well exposed in the short one
+    x = _bracket(radiance, [1.0, 4.0, 16.0])
+    weights, alpha = head.maps(synthesis, x, 1)
+    assert (alpha[..., :5] > 0.99).all() and (alpha[..., 11:] < 0.01).all()
+    assert torch.allclose(head(synthesis, x, 1)[..., :5], synthesis[..., :5], atol=1e-2)
+
+
+def test_merge_head_drops_a_ghosted_frame():
+    from hdrcli.models.blocks import ExposureMergeHead
+
+    head = ExposureMergeHead().requires_grad_(False)
+    radiance = torch.full((1, 3, 32, 32), 0.04)
+    x = _bracket(radiance, [1.0, 4.0, 16.0])
+    moved = torch.full((1, 3, 32, 32), 0.04)
+    moved[..., 8:24, 8:24] = 0.004  # a dark object in the long frame only
+    x[:, 2] = _bracket(moved, [1.0, 4.0, 16.0])[:, 2]
+    weights, _ = head.maps(torch.full((1, 3, 32, 32), 0.04), x, 1)
+    assert (weights[0, 2, 12:20, 12:20] < 0.02).all()  # ghost: the long frame is not used
+    assert (weights[0, 2, :3, :3] > 0.3).all()  # elsewhere it is (the longest, cleanest frame)
+
+
+@pytest.mark.parametrize("name", ["lffnet", "dfgnet", "tunet"])
+def test_bracket_networks_take_any_number_of_frames(name):
+    torch.manual_seed(0)
+    model = create_model(name, "lite").eval()
+    for n, reference in [(2, 0), (2, 1), (3, None), (5, 0), (7, 3), (9, 8)]:
+        x = _bracket(torch.rand(1, 3, 20, 28), [2.0**i for i in range(n)])
+        with torch.no_grad():
+            out = model(x, reference)
+            maps = model(x, reference, return_maps=True)
+        assert out.shape == (1, 3, 20, 28) and maps.shape == (1, 3 + n + 1, 20, 28)
+        assert torch.allclose(maps[:, :3], out, atol=1e-5)
+        assert torch.allclose(maps[:, 3:].sum(1), torch.ones(1, 20, 28), atol=1e-5)
+    # the frames on one side of the reference are aggregated without regard to their order
+    x = _bracket(torch.rand(1, 3, 20, 28), [1.0, 2.0, 8.0, 16.0, 32.0])
+    swapped = x[:, [1, 0, 2, 4, 3]]
+    with torch.no_grad():
+        assert torch.allclose(model.synthesize(x, 2), model.synthesize(swapped, 2), atol=1e-5)
+    # lite models merge the frames; paper configs keep the papers' direct output
+    assert model.merge_head is not None and create_model(name, "paper").merge_head is None
 
 
 def test_do_conv_fold_matches():

@@ -66,7 +66,7 @@ def test_camera_simulator_brackets(tmp_path):
     assert len(val) == 1 and not set(val) & set(train)
     sim = CameraSimulator(train, patch=48)
     rng = np.random.default_rng(0)
-    sample = sim.bracket(rng, motion=True)
+    sample = sim.legacy_bracket(rng, motion=True)
     assert sample.ldr.shape == (3, 48, 48, 3) and sample.hdr.shape == (48, 48, 3)
     assert sample.exposures[0] == 1 and sample.exposures[1] in (4.0, 8.0)
     assert 0 <= sample.hdr.min() and sample.hdr.max() <= 1
@@ -112,17 +112,20 @@ def test_hdr_train_and_eval_smoke(tmp_path):
     assert len(result["scenes"]) == 2 and result["mean"]["psnr_mu"] > 10
 
 
-def test_init_from_weights_without_the_blend_head(tmp_path):
+def test_init_from_three_frame_weights_with_the_old_blend_head(tmp_path):
     from hdrcli.errors import HdrError
     from hdrcli.training.trainer import TrainConfig, _initialise
 
-    old = tmp_path / "direct.pt"  # a model saved before the blend head existed
-    torch.save({"model": create_model("lffnet", "lite", blend=False).state_dict()}, old)
+    old = tmp_path / "three.pt"  # a lite model saved before the N-frame merge head: blend.* instead
+    state = {k: v for k, v in create_model("lffnet", "lite").state_dict().items() if not k.startswith("merge_head.")}
+    state["blend.logits.weight"] = torch.zeros(4, 16, 3, 3)
+    state["blend.logits.bias"] = torch.zeros(4)
+    torch.save({"model": state}, old)
     model = create_model("lffnet", "lite")
     cfg = TrainConfig(backend="lffnet", init=str(old))
     _initialise(cfg, model)
-    assert torch.equal(model.out.weight, torch.load(old)["model"]["out.weight"])
-    assert cfg.initialised_from["file"] == "direct.pt"
+    assert torch.equal(model.out.weight, state["out.weight"])
+    assert cfg.initialised_from["file"] == "three.pt"
     wrong = tmp_path / "wrong.pt"  # any other missing parameter is a wrong file
     state = create_model("lffnet", "lite").state_dict()
     del state["merge.weight"]

@@ -123,8 +123,8 @@ def test_runtime_auto_picks_a_runner():
 
 
 @pytest.mark.parametrize("backend,files,kwargs,message", [
-    ("lffnet", 2, {}, "learned backends fuse 3 frames"),
-    ("lffnet", 3, {"reference": "0"}, "reference frame between"),
+    ("lffnet", 1, {}, "at least 2 frames"),
+    ("lffnet", 3, {"reference": "3"}, "out of range"),
     ("debevec", 3, {"reference": "7"}, "out of range"),
     ("debevec", 3, {"exposures": [1.0, 2.0]}, "2 exposures given for 3 frames"),
     ("debevec", 3, {"align": "sift"}, "unknown alignment"),

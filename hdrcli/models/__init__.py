@@ -3,9 +3,10 @@
 >>> from hdrcli.models import create_model
 >>> net = create_model("lffnet", "lite")
 
-Multi-exposure models take (B, 3, 6, H, W) brackets (see
-:func:`hdrcli.models.blocks.exposure_input`) and single-image models (B, 3, H, W) LDR
-images; both return (B, 3, H, W) linear HDR.
+Multi-exposure models take (B, N, 6, H, W) brackets of N >= 2 frames (see
+:func:`hdrcli.models.blocks.exposure_input`) and the reference's index (default the
+middle frame); single-image models take (B, 3, H, W) LDR images; both return
+(B, 3, H, W) linear HDR.
 """
 
 from hdrcli.models.blocks import exposure_input, fold_do_convs

@@ -33,8 +33,7 @@ def exposure_input(ldr: torch.Tensor, exposures: torch.Tensor, gamma: float = GA
     """The field's network input: per frame concat(LDR, LDR**gamma / t).
 
     Args:
-        ldr: (B, N, 3, H, W) display-referred frames in [0, 1], ordered by exposure,
-            reference in the middle.
+        ldr: (B, N, 3, H, W) display-referred frames in [0, 1], ordered by exposure.
         exposures: (B, N) or (N,) relative exposure times (any unit; divided by the
             shortest so the shortest has t = 1).
 
@@ -327,36 +326,197 @@ class AttentionMask(nn.Module):
         return torch.sigmoid(self.conv2(self.act(self.conv1(torch.cat([features, reference], 1)))))
 
 
-# ----------------------------------------------------------------------------- output heads
+# ----------------------------------------------------------------------------- any number of frames
 
-class BlendHead(nn.Module):
-    """Output as a per-pixel convex blend of the linearised frames and the network's own synthesis.
+def relative_times(x: torch.Tensor, gamma: float = GAMMA) -> torch.Tensor:
+    """(B, N) relative exposure times (shortest = 1) recovered from an :func:`exposure_input` tensor.
 
-    Why: on static held-out brackets a fixed-weight merge of the (self-calibrated,
-    gamma-2.2 re-encoded) frames scores 38.5 dB PSNR-mu, while the direct sigmoid output of
-    lffnet-lite scores 30.6: a small network cannot *synthesise* radiance to the precision
-    the frames already hold. Kalantari & Ramamoorthi (2017) made the same observation for
-    their weight-estimator variant. This head predicts softmax weights over
-    ``frames`` + 1 candidates: each frame's linear values (channels 3:6 of the input,
-    LDR**2.2 / t, shortest exposure's units) and the network's synthesis (for pixels that
-    no frame shows cleanly: ghosts, clipping in every frame). The weights are shared by
-    the three colour channels.
+    The input holds LDR and LDR**gamma / t, so sum(LDR**gamma) / sum(linear) is t exactly;
+    an all-black frame (no information) gets t = 1, where its merge weight is 0 anyway.
+    """
+    ldr, linear = x[:, :, :3].clamp(0.0, 1.0), x[:, :, 3:6]
+    eps = 1e-12
+    return ((ldr**gamma).sum(dim=(2, 3, 4)) + eps) / (linear.sum(dim=(2, 3, 4)) + eps)
 
-    Initialised to favour the synthesis (weight ~0.95), so a model trained without the head
-    starts from its old output and fine-tuning only has to learn where the frames are better.
+
+def reference_index(frames: int, reference: int | None) -> int:
+    """The reference frame's index: ``reference``, or the middle exposure (frames // 2)."""
+    index = frames // 2 if reference is None else int(reference)
+    if not 0 <= index < frames:
+        raise ValueError(f"reference index {index} outside a bracket of {frames} frames")
+    return index
+
+
+def side_mean(items: list[torch.Tensor], fallback: torch.Tensor) -> torch.Tensor:
+    """Permutation-invariant aggregate of the frames on one side of the reference: their mean.
+
+    With one frame per side this is that frame, so a three-frame network keeps its
+    weights; an empty side (two frames, or the reference at an end of the bracket) gives
+    ``fallback`` (the reference's own features: "nothing more was seen on this side").
+    """
+    if not items:
+        return fallback
+    return items[0] if len(items) == 1 else torch.stack(items).mean(0)
+
+
+def _triangle(z: torch.Tensor) -> torch.Tensor:
+    """Debevec's hat on [0, 1], peak 1 at mid-grey, 0 at black and at clipping (codes 0 and 255)."""
+    code = z * 255.0
+    return torch.where(code < 128.0, code, 255.0 - code) / 128.0
+
+
+class ExposureMergeHead(nn.Module):
+    """The network's output as a merge of the frames themselves, with its synthesis only where no frame saw.
+
+    Why: a small network cannot reproduce radiance to the precision the frames hold, and
+    on real brackets a synthesis invents content (fog, smears) where every frame recorded
+    the scene. So, per pixel (all in the shortest exposure's units):
+
+    * each frame i has the weight of hdrcli's Debevec merge (guarded hat on its pixel
+      values, x (t_i / t_max) ** EXPOSURE_WEIGHT_POWER: the longest unclipped frame
+      dominates the shadows) times a ghost confidence c_i; the reference has c = 1;
+    * where the reference measured the pixel, c_i compares frame i with it:
+      sigmoid(k (tau - d_i)) / sigmoid(k tau), d_i the 5x5 mean (over pixels both frames
+      measured) of the |log| ratio of their linear values with a noise offset of 3% of
+      frame i's clipping level (k, tau learned; an agreeing frame keeps its full weight);
+      where the reference is clipped or crushed, a small learned gate on (frame i, the
+      reference, the synthesis S rendered at frame i's exposure) decides, initialised to
+      trust every frame (a region that only one frame shows is that frame);
+    * the frame merge M = sum w_i L_i / sum w_i (L_i = the frame's linear values);
+    * the synthesis share alpha = 1 - min(1, sum_i u_i c_i), u_i in [0, 1] the frame's
+      usability: 0 where its brightest channel is clipped (code >= CLIPPED) or crushed
+      (code <= CRUSHED), 1 a few codes inside those ends. So
+      alpha is 0 wherever one consistent frame measured the pixel, and 1 where every frame
+      is clipped, crushed or ghosted. The brightest channel, not the darkest, decides:
+      night shots have a channel below code 32 in half their pixels, and those are
+      measurements (noisy ones, weighted down by the merge), not missing data;
+    * output = (1 - alpha) M + alpha S.
+
+    In static, well-exposed regions the output is therefore the frames' noise-weighted
+    merge whatever the network does; the network decides only ghosts where the reference
+    cannot (the gate) and the pixels no frame shows (S).
     """
 
-    def __init__(self, channels: int, frames: int = 3, synthesis_bias: float = 4.0) -> None:
-        super().__init__()
-        self.logits = nn.Conv2d(channels, frames + 1, 3, padding=1)
-        nn.init.zeros_(self.logits.weight)
-        with torch.no_grad():
-            self.logits.bias.zero_()
-            self.logits.bias[-1] = synthesis_bias
+    # 8-bit codes of a frame's brightest channel: usability ramps from 0 at CLIPPED up to 1
+    # HIGH_RAMP codes below it, and from 0 at CRUSHED up to 1 LOW_RAMP codes above it (a dark
+    # night sky at code 6 in the longest frame is a measurement, not missing data).
+    CLIPPED, HIGH_RAMP, CRUSHED, LOW_RAMP = 250.0, 12.0, 1.0, 4.0
 
-    def forward(self, features: torch.Tensor, synthesis: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """features (B, C, H, W); synthesis (B, 3, H, W) in [0, 1]; x (B, N, 6, H, W) network input."""
-        weights = torch.softmax(self.logits(features), dim=1)
-        frames = x[:, :, 3:6].clamp(0.0, 1.0)
-        blended = (weights[:, :-1, None] * frames).sum(1)
-        return blended + weights[:, -1:] * synthesis
+    def __init__(self, ghost_scale: float = 12.0, ghost_threshold: float = 0.35, gate_channels: int = 16) -> None:
+        super().__init__()
+        self.log_ghost_scale = nn.Parameter(torch.tensor(math.log(ghost_scale)))
+        self.ghost_threshold = nn.Parameter(torch.tensor(float(ghost_threshold)))
+        c = gate_channels
+        self.gate = nn.Sequential(nn.Conv2d(11, c, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c, c, 3, padding=1),
+                                  nn.LeakyReLU(0.2), nn.Conv2d(c, 1, 3, padding=1))
+        nn.init.normal_(self.gate[-1].weight, std=1e-3)  # near zero, but gradients reach every layer
+        nn.init.constant_(self.gate[-1].bias, 6.0)  # sigmoid(6) = 0.998: trust every frame at first
+
+    def maps(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weights (B, N, H, W) of the frames in the output, synthesis share alpha (B, 1, H, W)).
+
+        The frame weights and alpha sum to 1 at every pixel.
+        """
+        from hdrcli.merge.classical import EXPOSURE_WEIGHT_POWER
+
+        ldr, linear = x[:, :, :3].clamp(0.0, 1.0), x[:, :, 3:6]
+        n = x.shape[1]
+        t = relative_times(x)
+        z_max, z_min = ldr.amax(dim=2), ldr.amin(dim=2)  # (B, N, H, W)
+        high, low = _triangle(z_max), _triangle(z_min)
+        code = z_max * 255.0
+        unclipped = ((self.CLIPPED - code) / self.HIGH_RAMP).clamp(0.0, 1.0)
+        uncrushed = ((code - self.CRUSHED) / self.LOW_RAMP).clamp(0.0, 1.0)
+        usable = torch.minimum(unclipped, uncrushed)
+        # The shortest frame's clipped pixels and the longest frame's crushed ones are still
+        # the best measurement of the scene there (a lower / upper bound at the bracket's
+        # limits, where the ground truth itself is clipped): they keep the synthesis out.
+        end_bound = torch.cat([uncrushed[:, :1], torch.zeros_like(usable[:, 1:-1]), unclipped[:, -1:]], 1) if n > 1 else usable
+        bounded = torch.maximum(usable, end_bound)
+        # Guarded weights: the shortest frame keeps its weight in highlights and the longest
+        # in shadows, so pixels clipped (crushed) everywhere still come from the best frame.
+        guard_high = torch.zeros(n, device=x.device)
+        guard_high[0] = 1.0
+        guard_low = torch.zeros(n, device=x.device)
+        guard_low[-1] = 1.0
+        high_g = torch.maximum(torch.where(z_max < 0.5, torch.ones_like(high), high), guard_high[None, :, None, None])
+        low_g = torch.maximum(torch.where(z_min > 0.5, torch.ones_like(low), low), guard_low[None, :, None, None])
+        scale = (t / t.amax(dim=1, keepdim=True)) ** EXPOSURE_WEIGHT_POWER
+        weight = torch.minimum(high_g, low_g).clamp(min=1e-4) * scale[:, :, None, None]
+
+        # Ghost confidence. Where the reference measured the pixel: agreement with it (the
+        # classical test; k and tau learned). Elsewhere nothing but the network can tell a
+        # ghost: a small learned gate on (frame, reference, synthesis rendered at the frame's
+        # exposure), initialised to trust every frame (so a scene only one frame shows is
+        # that frame, not the synthesis).
+        b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+        ref_usable = usable[:, reference : reference + 1]
+        offset = (0.03 / t)[:, :, None, None, None]
+        ref_linear = linear[:, reference : reference + 1]
+        distance = (torch.log(linear + offset) - torch.log(ref_linear + offset)).abs().mean(dim=2)
+        # Mean over 5x5 of the pixels both frames measured (clipped or black pixels say
+        # nothing about motion).
+        evidence = usable * ref_usable + 1e-3
+        distance = (F.avg_pool2d(distance * evidence, 5, stride=1, padding=2)
+                    / F.avg_pool2d(evidence, 5, stride=1, padding=2))
+        k = self.log_ghost_scale.exp()
+        # Normalised so that a frame in exact agreement has confidence 1 (its plain merge weight).
+        tested = (torch.sigmoid(k * (self.ghost_threshold - distance)) / torch.sigmoid(k * self.ghost_threshold)).clamp(max=1.0)
+        rendered = (synthesis.detach()[:, None] * t[:, :, None, None, None]).clamp(0.0, 1.0) ** (1.0 / GAMMA)
+        gate_input = torch.cat([ldr, ldr[:, reference : reference + 1].expand(-1, n, -1, -1, -1), rendered,
+                                usable[:, :, None], ref_usable[:, :, None].expand(-1, n, -1, -1, -1)], dim=2)
+        learned = torch.sigmoid(self.gate(gate_input.flatten(0, 1))).view(b, n, h, w)
+        trust = F.avg_pool2d(ref_usable, 5, stride=1, padding=2, count_include_pad=False)
+        confidence = trust * tested + (1.0 - trust) * learned
+        is_ref = torch.zeros(n, device=x.device)
+        is_ref[reference] = 1.0
+        confidence = torch.maximum(confidence, is_ref[None, :, None, None])
+
+        weight = weight * confidence
+        weight = weight / weight.sum(dim=1, keepdim=True)
+        alpha = 1.0 - (bounded * confidence).sum(dim=1, keepdim=True).clamp(max=1.0)
+        return weight * (1.0 - alpha), alpha
+
+    def forward(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int) -> torch.Tensor:
+        """synthesis (B, 3, H, W) in [0, 1]; x (B, N, 6, H, W) network input -> (B, 3, H, W)."""
+        weights, alpha = self.maps(synthesis, x, reference)
+        merged = (weights[:, :, None] * x[:, :, 3:6].clamp(0.0, 1.0)).sum(1)
+        return merged + alpha * synthesis
+
+
+class MultiExposureNet(nn.Module):
+    """Base of the bracket networks: any number of frames, optional :class:`ExposureMergeHead`.
+
+    Subclasses implement ``synthesize(x, reference) -> (B, 3, H, W)`` in [0, 1]; ``self.merge_head``
+    is the head (``lite`` configs) or None (``paper`` configs: the paper's direct output).
+    """
+
+    # Set by subclasses in __init__ (no class-level default: nn.Module registers submodules
+    # in _modules, and a class attribute would shadow them).
+    merge_head: ExposureMergeHead | None
+
+    def synthesize(self, x: torch.Tensor, reference: int) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, reference: int | None = None, return_maps: bool = False,
+                return_synthesis: bool = False):
+        """x (B, N, 6, H, W), frames by exposure (:func:`exposure_input`); ``reference``: its index
+        (default the middle frame). Returns (B, 3, H, W) linear HDR in the shortest frame's
+        units, or with ``return_maps`` (B, 3 + N + 1, H, W): the HDR, each frame's weight in
+        it and the synthesis share (zeros and ones without a merge head). ``return_synthesis``
+        (training): (output, synthesis)."""
+        r = reference_index(x.shape[1], reference)
+        synthesis = self.synthesize(x, r)
+        if return_synthesis:
+            output = synthesis if self.merge_head is None else self.merge_head(synthesis, x, r)
+            return output, synthesis
+        if self.merge_head is None:
+            if not return_maps:
+                return synthesis
+            b, n, _, h, w = x.shape
+            return torch.cat([synthesis, synthesis.new_zeros(b, n, h, w), synthesis.new_ones(b, 1, h, w)], 1)
+        if not return_maps:
+            return self.merge_head(synthesis, x, r)
+        weights, alpha = self.merge_head.maps(synthesis, x, r)
+        merged = (weights[:, :, None] * x[:, :, 3:6].clamp(0.0, 1.0)).sum(1) + alpha * synthesis
+        return torch.cat([merged, weights, alpha], 1)

@@ -18,12 +18,16 @@ Two networks:
   over channels, eq. 9) and a spatial attention unit (sigmoid masks from
   conv(concat(E_sp intermediate of X_i, sum_k F_k)), eq. 8), fused by a 1x1 conv; a U-Net
   decoder with two 4x4 stride-2 transposed convs; output (tanh + 1) / 2 in [0, 1]. With
-  ``blend=True`` (the ``lite`` config, an hdrcli addition) that output is one candidate of
-  a :class:`~hdrcli.models.blocks.BlendHead` over it and the three linearised frames.
+  ``merge=True`` (the ``lite`` config, an hdrcli addition) that output is the synthesis
+  of an :class:`~hdrcli.models.blocks.ExposureMergeHead` (the frames' own merge, the
+  synthesis only where no frame shows the scene).
 
-Input: (B, 3, 6, H, W), frames ordered by exposure, reference in the middle, each
-concat(LDR, LDR**2.2 / t) (t = 1 for the shortest); the disentangle network sees the LDR
-channels. Output: (B, 3, H, W) linear HDR in the shortest exposure's units. Any H x W:
+Input: (B, N, 6, H, W), N >= 2 frames ordered by exposure, each concat(LDR, LDR**2.2 / t)
+(t = 1 for the shortest), and the reference's index (default the middle); the
+disentangle network sees the LDR channels. Any number of frames (an hdrcli addition):
+frames shorter than the reference use the first (short) encoder, longer ones the third,
+and each side's features, spatial guides and exposure vectors are averaged
+(:func:`~hdrcli.models.blocks.side_mean`) before the three-input DFG modules. Output: (B, 3, H, W) linear HDR in the shortest exposure's units. Any H x W:
 inputs are padded to a multiple of 8 and the output cropped.
 
 Choices the paper leaves open: the softmax weights of eq. 9 sum to 1 over C channels, so
@@ -38,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrcli.models.blocks import BlendHead, adain, pad_to_multiple
+from hdrcli.models.blocks import ExposureMergeHead, MultiExposureNet, adain, pad_to_multiple, side_mean
 from hdrcli.models.registry import MULTI_EXPOSURE, register_model
 
 
@@ -147,9 +151,9 @@ class _FrameEncoder(nn.Module):
         return [f1, f2, self.stage3(f2)]
 
 
-class DFGNet(nn.Module):
+class DFGNet(MultiExposureNet):
     def __init__(self, channels: int = 64, width: int = 64, exposure_dim: int = 256, spatial_dim: int = 256,
-                 blend: bool = False) -> None:
+                 merge: bool = False) -> None:
         super().__init__()
         c = channels
         self.disentangle = DisentangleNet(width, exposure_dim, spatial_dim)
@@ -161,27 +165,34 @@ class DFGNet(nn.Module):
         self.up2 = nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1)
         self.dec1 = nn.Sequential(nn.Conv2d(2 * c, c, 3, padding=1), nn.PReLU(c))
         self.out = nn.Conv2d(c, 3, 3, padding=1)
-        self.blend = BlendHead(c) if blend else None
+        self.merge_head = ExposureMergeHead() if merge else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def synthesize(self, x: torch.Tensor, reference: int) -> torch.Tensor:
         x, (h, w) = pad_to_multiple(x, 8)
-        frames = [x[:, i] for i in range(3)]
-        features = [enc(f) for enc, f in zip(self.encoders, frames)]
-        guides, exposures = [], []
-        for f in frames:
-            ldr = f[:, :3]
-            _, intermediates = self.disentangle.encode_spatial(ldr)
-            guides.append([F.interpolate(g, scale_factor=2, mode="bilinear", align_corners=False) for g in intermediates])
-            exposures.append(self.disentangle.encode_exposure(ldr))
+        n = x.shape[1]
+        per_frame = []  # (encoder features, spatial guides, exposure vector) of each frame
+        for i in range(n):
+            frame = x[:, i]
+            encoder = self.encoders[0 if i < reference else 1 if i == reference else 2]
+            _, intermediates = self.disentangle.encode_spatial(frame[:, :3])
+            guides = [F.interpolate(g, scale_factor=2, mode="bilinear", align_corners=False) for g in intermediates]
+            per_frame.append((encoder(frame), guides, self.disentangle.encode_exposure(frame[:, :3])))
+
+        def side(indices: range, part: int, level: int | None) -> torch.Tensor:
+            pick = (lambda i: per_frame[i][part]) if level is None else (lambda i: per_frame[i][part][level])  # noqa: E731
+            return side_mean([pick(i) for i in indices], pick(reference))
+
+        short, long = range(reference), range(reference + 1, n)
+        centre = range(reference, reference + 1)
+        exposures = [side(r, 2, None) for r in (short, centre, long)]
         merged = [
-            self.dfg[j]([feat[j] for feat in features], [g[j] for g in guides], exposures) for j in range(3)
+            self.dfg[j]([side(r, 0, j) for r in (short, centre, long)], [side(r, 1, j) for r in (short, centre, long)],
+                        exposures)
+            for j in range(3)
         ]
         y = self.dec2(torch.cat([self.up3(merged[2]), merged[1]], 1))
         y = self.dec1(torch.cat([self.up2(y), merged[0]], 1))
-        out = (torch.tanh(self.out(y)) + 1) / 2
-        if self.blend is not None:
-            out = self.blend(y, out, x)
-        return out[..., :h, :w]
+        return ((torch.tanh(self.out(y)) + 1) / 2)[..., :h, :w]
 
 
 @register_model(
@@ -189,7 +200,7 @@ class DFGNet(nn.Module):
     kind=MULTI_EXPOSURE,
     configs={
         "paper": {"channels": 64, "width": 64, "exposure_dim": 256, "spatial_dim": 256},
-        "lite": {"channels": 16, "width": 16, "exposure_dim": 64, "spatial_dim": 64, "blend": True},
+        "lite": {"channels": 16, "width": 16, "exposure_dim": 64, "spatial_dim": 64, "merge": True},
     },
     paper="Lee, Jang, Cho: Disentangled Feature-Guided Multi-Exposure High Dynamic Range Imaging (ICASSP 2022)",
     description="disentangled exposure/spatial features guide per-stage attention merging (U-Net)",

@@ -67,7 +67,15 @@ class OnnxRunner(TiledRunner):
 
             self.stack_steps = load_model(name, size)[0].steps
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
+        # The export is traced on a (short, reference, long) tile: other bracket shapes and the
+        # weight maps run on torch.
+        if (frames, reference) != (3, 1) or maps:
+            what = "weight maps" if maps else f"a {frames}-frame bracket with reference {reference}"
+            raise HdrError(f"the ONNX export of '{self.name}' fuses 3 frames with the middle reference, not {what}: "
+                           "use --runtime torch (or auto)")
+
+    def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False) -> torch.Tensor:
         h, w = x.shape[-2:]
         ph, pw = self.tile - h, self.tile - w
         if ph or pw:  # edge tiles of images smaller than the tile: pad to the static shape

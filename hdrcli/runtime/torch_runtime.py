@@ -54,12 +54,20 @@ class TiledRunner:
     stack_steps: int | None = None
     whole_image_pixels: int = 0  # single-image backends: run untiled up to this many pixels
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
+        """Hook: a runtime that takes fewer bracket shapes than torch refuses here, before any tile."""
+
     def fuse(self, frames: list[np.ndarray], exposures: list[float],
-             progress: Callable[[int, int], None] | None = None, response: np.ndarray | None = None) -> np.ndarray:
-        """Three RGB frames (H, W, 3) in [0, 1] by exposure -> HDR (H, W, 3), 1 = the short frame's clipping.
+             progress: Callable[[int, int], None] | None = None, response: np.ndarray | None = None,
+             reference: int | None = None, maps: bool = False) -> np.ndarray:
+        """N >= 2 RGB frames (H, W, 3) in [0, 1] by exposure -> HDR (H, W, 3), 1 = the shortest frame's clipping.
+
+        ``reference``: index of the reference frame (default the middle one). With ``maps``
+        the result is (H, W, 3 + N + 1): the HDR, each frame's weight in it and the share of
+        the network's synthesis (see :class:`hdrcli.models.blocks.ExposureMergeHead`).
 
         Each tile is re-encoded to the networks' gamma-2.2 convention with ``response`` (a
         (256, 3) inverse camera response; :func:`linear_response` for RAW data), or with the
@@ -69,13 +77,18 @@ class TiledRunner:
         """
         if self.spec.kind != MULTI_EXPOSURE:
             raise HdrError(f"'{self.name}' is a single-image backend")
-        if len(frames) != 3:
-            raise HdrError(f"learned backends fuse exactly 3 frames (short, reference, long); got {len(frames)}")
+        n = len(frames)
+        if n < 2:
+            raise HdrError(f"a bracket needs at least 2 frames; got {n}")
+        reference = n // 2 if reference is None else reference
+        self._check_bracket(n, reference, maps)
         luts = torch.from_numpy(canonical_luts(self_calibrate(frames, exposures) if response is None else response))
         ldr = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].float()
         times = torch.tensor(exposures, dtype=torch.float32)[None]
-        tile_input = lambda tile: self._forward(exposure_input(_reencode(tile, luts), times))  # noqa: E731
-        return as_numpy_image(run_tiled(tile_input, ldr, self.tile, self.overlap, progress=progress))
+        tile_input = lambda tile: self._forward(exposure_input(_reencode(tile, luts), times), reference, maps)  # noqa: E731
+        out = run_tiled(tile_input, ldr, self.tile, self.overlap, out_channels=3 + (n + 1 if maps else 0),
+                        progress=progress)
+        return as_numpy_image(out)
 
     def predict(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """The network's own HDR (H, W, 3) for a display-referred RGB image in [0, 1] (1 = its clipping level).
@@ -135,9 +148,11 @@ class TorchRunner(TiledRunner):
         self.whole_image_pixels = 0 if tile else WHOLE_IMAGE_PIXELS  # an explicit --tile always tiles
 
     @torch.no_grad()
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False) -> torch.Tensor:
         if self.stack_steps is not None:  # stack model: tiles give the stack, merged once
             return self.model.network_forward(x.to(self.device)).flatten(1, 2)
+        if self.spec.kind == MULTI_EXPOSURE:
+            return self.model(x.to(self.device), reference, return_maps=maps)
         return self.model(x.to(self.device))
 
 

@@ -2,9 +2,12 @@
 
 Both give batches of torch tensors:
 
-* multi-exposure: ``ldr`` (B, 3, 3, P, P) frames by exposure, ``exposures`` (B, 3)
-  relative (shortest = 1), ``hdr`` (B, 3, P, P) ground truth in the shortest exposure's
-  units, ``motion`` (B,) bool;
+* multi-exposure: ``ldr`` (B, N, 3, P, P) frames sorted by exposure, ``exposures`` (B, N)
+  relative (shortest = 1), ``hdr`` (B, 3, P, P) ground truth in the reference frame's
+  geometry and the shortest exposure's units, ``motion`` (B,) bool, ``reference`` 0-d long
+  (index of the reference frame). Simulated batches draw N (2..9) and the reference index
+  once per batch (every sample of a batch shares them: the networks take one tensor);
+  Kalantari scenes have N = 3, reference 1;
 * single-image: ``ldr`` (B, 3, P, P), ``hdr`` (B, 3, P, P) (1 = input clipping level),
   ``stack`` (B, S, 3, P, P) and ``evs`` (S,) noise-free exposures, ``edges`` (B, S, 1, P, P)
   Canny edge maps of the stack (sigma 2).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -32,7 +36,7 @@ from hdrcli.errors import HdrError
 from hdrcli.io.hdr import read_hdr
 from hdrcli.io.scene import EXPOSURE_FILE, find_scenes, read_scene
 from hdrcli.merge.response import canonical_bracket
-from hdrcli.training.camera import BracketSample, CameraSimulator
+from hdrcli.training.camera import BracketSample, CameraSimulator, draw_frame_count, draw_reference
 
 
 def canny_edges(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
@@ -47,7 +51,10 @@ def canonical_sample(sample: BracketSample) -> BracketSample:
     return replace(sample, ldr=np.stack(canonical_bracket(list(sample.ldr), list(sample.exposures))))
 
 
-def bracket_batch(samples) -> dict[str, torch.Tensor]:
+def bracket_batch(samples: Sequence[BracketSample]) -> dict[str, torch.Tensor]:
+    """Brackets of N frames each (N shared by all samples) as a batch of tensors (see the module docstring)."""
+    if len({s.ldr.shape for s in samples}) > 1:
+        raise ValueError(f"brackets of a batch must share their shape, got {sorted({s.ldr.shape for s in samples})}")
     return {
         "ldr": torch.from_numpy(np.stack([s.ldr for s in samples])).permute(0, 1, 4, 2, 3).contiguous(),
         "exposures": torch.from_numpy(np.stack([s.exposures for s in samples])),
@@ -56,7 +63,7 @@ def bracket_batch(samples) -> dict[str, torch.Tensor]:
     }
 
 
-def single_batch(samples) -> dict[str, torch.Tensor]:
+def single_batch(samples: Sequence) -> dict[str, torch.Tensor]:
     edges = np.stack([[canny_edges(f) for f in s.stack] for s in samples])[:, :, None]
     return {
         "ldr": torch.from_numpy(np.stack([s.ldr for s in samples])).permute(0, 3, 1, 2).contiguous(),
@@ -68,15 +75,23 @@ def single_batch(samples) -> dict[str, torch.Tensor]:
 
 
 class SimulatedData:
-    """Endless random batches from a :class:`CameraSimulator`."""
+    """Endless random batches from a :class:`CameraSimulator`.
 
-    def __init__(self, simulator: CameraSimulator, kind: str, seed: int) -> None:
-        self.sim, self.kind = simulator, kind
+    Multi-exposure batches: N frames (``frames``, or 2..9 drawn per batch) and one
+    reference index (the middle frame in 70% of batches, any otherwise) shared by all
+    samples of a batch; each bracket re-encoded by its self-calibrated response.
+    """
+
+    def __init__(self, simulator: CameraSimulator, kind: str, seed: int, frames: int | None = None) -> None:
+        self.sim, self.kind, self.frames = simulator, kind, frames
         self.rng = np.random.default_rng(seed)
 
     def batch(self, size: int) -> dict[str, torch.Tensor]:
         if self.kind == "multi-exposure":
-            return bracket_batch([canonical_sample(self.sim.bracket(self.rng)) for _ in range(size)])
+            frames = draw_frame_count(self.rng) if self.frames is None else self.frames
+            reference = draw_reference(self.rng, frames)
+            samples = [canonical_sample(self.sim.bracket(self.rng, frames=frames, reference=reference)) for _ in range(size)]
+            return {**bracket_batch(samples), "reference": torch.tensor(reference, dtype=torch.long)}
         return single_batch([self.sim.single(self.rng) for _ in range(size)])
 
     def state(self) -> dict:
@@ -132,6 +147,7 @@ class KalantariData:
             "exposures": torch.from_numpy(np.stack(exps)),
             "hdr": torch.from_numpy(np.stack(hdrs)).permute(0, 3, 1, 2).contiguous(),
             "motion": torch.ones(size, dtype=torch.bool),
+            "reference": torch.tensor(1, dtype=torch.long),
         }
 
     def state(self) -> dict:

@@ -64,6 +64,8 @@ def soft_histogram(x: torch.Tensor, bins: int = 32, bandwidth: float = 0.5) -> t
 class Objective:
     """Loss computation for one backend; holds loss parameters and the training phase."""
 
+    SYNTHESIS_WEIGHT = 0.5  # auxiliary mu-law L1 on a merge head's synthesis
+
     def __init__(self, backend: str, model: nn.Module, total_steps: int, pretrained: bool = False) -> None:
         self.backend, self.model, self.total_steps = backend, model, total_steps
         self.gls = GravitatedLatentSpaceLoss() if backend == "tunet" else None
@@ -86,14 +88,23 @@ class Objective:
                 return loss, {"disentangle": float(loss.detach())}
             if self.backend == "dfgnet":
                 model.disentangle.requires_grad_(False)
-            pred = self.model(x)
+            reference = int(batch["reference"]) if "reference" in batch else None
+            pred, synthesis = self.model(x, reference, return_synthesis=True)
             if self.backend == "lffnet":
-                return lffnet_loss(pred, batch["hdr"])
-            if self.backend == "tunet":
+                loss, parts = lffnet_loss(pred, batch["hdr"])
+            elif self.backend == "tunet":
                 loss = self.gls(pred, batch["hdr"])
-                return loss, {"gls": float(loss.detach()), "l1_mu": float(mu_law_l1(pred.detach(), batch["hdr"]))}
-            loss = mu_law_l1(pred, batch["hdr"])
-            return loss, {"l1_mu": float(loss.detach())}
+                parts = {"gls": float(loss.detach()), "l1_mu": float(mu_law_l1(pred.detach(), batch["hdr"]))}
+            else:
+                loss = mu_law_l1(pred, batch["hdr"])
+                parts = {"l1_mu": float(loss.detach())}
+            if synthesis is not pred:
+                # The merge head uses the synthesis where no frame sees and as the ghost test's
+                # target where the reference does not: it must stay a whole-image estimate.
+                aux = mu_law_l1(synthesis, batch["hdr"])
+                loss = loss + self.SYNTHESIS_WEIGHT * aux
+                parts["synthesis_l1_mu"] = float(aux.detach())
+            return loss, parts
         if self.backend == "twostage":
             hdr, enhanced = self.model(batch["ldr"], return_stages=True)
             target8 = batch["stack"][:, batch["stack"].shape[1] // 2]  # the noise-free input exposure

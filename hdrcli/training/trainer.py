@@ -265,9 +265,11 @@ def _initialise(cfg: TrainConfig, model: torch.nn.Module) -> None:
     state = load_state(path)  # weights_only; a shipped file is checked against the manifest first
     try:
         missing, unexpected = model.load_state_dict(state_dict_of(state, path), strict=False)
-        # Weights from before the blend output head (BlendHead) lack only its parameters: the
-        # head starts at its neutral initialisation. Anything else missing is a wrong file.
-        missing = [k for k in missing if not k.startswith("blend.")]
+        # Weights from before the N-frame merge head (ExposureMergeHead) lack only its two
+        # parameters and may carry the old 3-frame blend head's: the new head starts at its
+        # initialisation and the old one is dropped. Anything else is a wrong file.
+        missing = [k for k in missing if not k.startswith("merge_head.")]
+        unexpected = [k for k in unexpected if not k.startswith("blend.")]
         if missing or unexpected:
             raise RuntimeError(f"missing {len(missing)} and unexpected {len(unexpected)} parameters, "
                                f"e.g. {(missing + unexpected)[0]}")

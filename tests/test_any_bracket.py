@@ -1,0 +1,91 @@
+"""Learned backends on any bracket: 2 to 9 frames (and more), any spacing, any reference;
+weight maps with the synthesis share; the ONNX export's bracket shape."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hdrcli.cli import app
+from hdrcli.errors import HdrError
+from hdrcli.pipeline import load_bracket, fuse_bracket
+from tests.conftest import textured_scene
+
+
+def _bracket(folder, stops: list[float], moving: bool = False) -> list[str]:
+    """8-bit gamma-2.2 frames of one scene at the given EVs (files named by EV, sorted by exposure)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scene = (textured_scene(72, 96, stops=9) * 0.9).astype(np.float32)
+    paths = []
+    for i, ev in enumerate(stops):
+        radiance = scene.copy()
+        if moving and i != len(stops) // 2:
+            radiance[20:44, 10 + 12 * i : 34 + 12 * i] *= 0.05  # a shadow, 4.3 stops deep, at another place per frame
+        z = np.clip(radiance * 2.0**ev, 0, 1) ** (1 / 2.2)
+        path = folder / f"f{i}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(np.round(z * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("stops,reference", [
+    ([-1.0, 1.0], None),  # two frames
+    ([-2.0, 0.0, 3.0], 0),  # reference at the short end
+    ([-4.0, -3.0, -1.0, 0.0, 2.5], 4),  # uneven spacing, reference at the long end
+    ([-4.2, -3.5, -2.8, -2.1, -1.4, -0.7, 0.0, 0.7, 1.4], None),  # nine frames 0.7 stops apart
+])
+def test_lffnet_fuses_any_bracket_and_keeps_static_pixels(tmp_path, stops, reference):
+    paths = _bracket(tmp_path, stops)
+    bracket = load_bracket(paths, ev=stops, reference=reference)
+    learned = fuse_bracket(bracket, "lffnet", align="none", keep_maps=True)
+    classical = fuse_bracket(load_bracket(paths, ev=stops, reference=reference), "debevec", align="none")
+    n = len(stops)
+    assert learned.image.shape == (72, 96, 3) and learned.frame_weights.shape == (n, 72, 96)
+    np.testing.assert_allclose(learned.frame_weights.sum(0) + learned.synthesis_map, 1.0, atol=1e-4)
+    assert (learned.frame_weights > 0.05).any(axis=(1, 2)).all()  # every frame is used somewhere
+    # Static scene: where a frame measured the pixel the output is the frames' merge, close
+    # to hdrcli's Debevec (same weights; the response is calibrated differently).
+    well = learned.synthesis_map < 0.01
+    assert well.mean() > 0.8
+    ratio = np.median(learned.image[well].mean(-1) / np.maximum(classical.image[well].mean(-1), 1e-6))
+    relative = np.abs(learned.image[well] / ratio - classical.image[well]) / np.maximum(classical.image[well], 1e-3)
+    assert np.median(relative) < 0.1
+
+
+def test_ghosted_frame_is_left_out_where_the_reference_sees(tmp_path):
+    stops = [-2.0, 0.0, 2.0]
+    paths = _bracket(tmp_path, stops, moving=True)
+    result = fuse_bracket(load_bracket(paths, ev=stops), "lffnet", align="none", keep_maps=True)
+    # the long frame's shadow (rows 20-44, columns 34-58) is a ghost: its weight there is small
+    assert result.frame_weights[2, 26:38, 40:52].mean() < 0.1
+    assert result.frame_weights[2, 50:, :].mean() > 0.2  # elsewhere it is the best-exposed frame
+
+
+def test_save_weights_of_a_learned_fuse_hold_the_synthesis_share(tmp_path):
+    import OpenEXR
+
+    stops = [-2.0, 0.0, 2.0, 4.0]
+    paths = _bracket(tmp_path / "in", stops)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = CliRunner().invoke(app, ["fuse", *paths, "--ev", ",".join(map(str, stops)), "-b", "lffnet", "-o",
+                                 str(out / "x.exr"), "--save-weights", str(out / "x.maps.exr"), "--no-preview"])
+    assert r.exit_code == 0, r.output
+    with OpenEXR.File(str(out / "x.maps.exr")) as exr:
+        channels = exr.channels()
+        names = [f"weight.f{i}" for i in range(4)]
+        assert {"ghost", "synthesis", *names} <= set(channels)
+        total = sum(channels[k].pixels.astype(np.float32) for k in [*names, "synthesis"])
+        np.testing.assert_allclose(total, 1.0, atol=5e-3)  # half floats
+
+
+def test_onnx_runtime_names_the_bracket_shapes_it_takes(tmp_path):
+    from hdrcli.runtime.onnx_runtime import OnnxRunner
+
+    runner = OnnxRunner.__new__(OnnxRunner)  # the check runs before any session is used
+    runner.name = "lffnet"
+    runner._check_bracket(3, 1, False)
+    with pytest.raises(HdrError, match="--runtime torch"):
+        runner._check_bracket(5, 2, False)
