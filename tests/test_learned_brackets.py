@@ -1,5 +1,9 @@
 """Learned backends on any bracket: 2 to 9 frames (and more), any spacing, any reference;
-weight maps with the synthesis share; the ONNX export's bracket shape."""
+weight maps with the synthesis share; the ONNX export's bracket shape.
+
+These run the networks inside the pytest process (about 1 GB resident). The hostile-input
+tests measure their children's peak RSS, and a child forked from a large parent counts its
+pages: this file must sort after tests/test_hostile_*.py (pytest runs files by name)."""
 
 from __future__ import annotations
 
