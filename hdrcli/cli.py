@@ -852,30 +852,28 @@ def _readable_metavars(params: list) -> None:
         param.metavar = _METAVARS.get(long) or _TYPE_METAVARS.get(label, label.upper() if "|" in label else "VALUE")
 
 
-class _Command(typer.core.TyperCommand):
+class _BareHelpOption:
+    """Mixin: --help shows no metavar placeholder."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Command(_BareHelpOption, typer.core.TyperCommand):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if not any("--verbose" in p.opts for p in self.params):
             self.params.append(typer.main.get_command(_verbose_app).params[0])
         _readable_metavars(self.params)
 
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
 
-
-class _Group(typer.core.TyperGroup):
+class _Group(_BareHelpOption, typer.core.TyperGroup):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         _readable_metavars(self.params)
-
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
 
 
 for _info in app.registered_commands:

@@ -477,11 +477,14 @@ class ExposureMergeHead(nn.Module):
         alpha = 1.0 - (bounded * confidence).sum(dim=1, keepdim=True).clamp(max=1.0)
         return weight * (1.0 - alpha), alpha
 
+    @staticmethod
+    def compose(weights: torch.Tensor, alpha: torch.Tensor, synthesis: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The output from :meth:`maps`: frames' linear values and the synthesis, weighted."""
+        return (weights[:, :, None] * x[:, :, 3:6].clamp(0.0, 1.0)).sum(1) + alpha * synthesis
+
     def forward(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int) -> torch.Tensor:
         """synthesis (B, 3, H, W) in [0, 1]; x (B, N, 6, H, W) network input -> (B, 3, H, W)."""
-        weights, alpha = self.maps(synthesis, x, reference)
-        merged = (weights[:, :, None] * x[:, :, 3:6].clamp(0.0, 1.0)).sum(1)
-        return merged + alpha * synthesis
+        return self.compose(*self.maps(synthesis, x, reference), synthesis, x)
 
 
 class MultiExposureNet(nn.Module):
@@ -518,5 +521,4 @@ class MultiExposureNet(nn.Module):
         if not return_maps:
             return self.merge_head(synthesis, x, r)
         weights, alpha = self.merge_head.maps(synthesis, x, r)
-        merged = (weights[:, :, None] * x[:, :, 3:6].clamp(0.0, 1.0)).sum(1) + alpha * synthesis
-        return torch.cat([merged, weights, alpha], 1)
+        return torch.cat([self.merge_head.compose(weights, alpha, synthesis, x), weights, alpha], 1)
