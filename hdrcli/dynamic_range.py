@@ -55,7 +55,9 @@ class DynamicRange:
 
 
 def _subsample(y: np.ndarray) -> np.ndarray:
-    step = int(np.ceil(np.sqrt(y.size / _MAX_PIXELS))) if y.size > _MAX_PIXELS else 1
+    """A strided view of at most ~_MAX_PIXELS pixels of an (H, W) or (H, W, C) array."""
+    pixels = y.shape[0] * y.shape[1]
+    step = int(np.ceil(np.sqrt(pixels / _MAX_PIXELS))) if pixels > _MAX_PIXELS else 1
     return y[::step, ::step] if step > 1 else y
 
 
@@ -90,9 +92,9 @@ def noise_floor(y: np.ndarray, snr_floor: float = SNR_FLOOR) -> float:
 
 def dynamic_range(rgb: np.ndarray, low_pct: float = 0.1, high_pct: float = 99.9) -> DynamicRange:
     """Robust dynamic range of linear RGB (H, W, 3) or luminance (H, W); see the module docstring."""
-    rgb = np.asarray(rgb, np.float32)
+    rgb = _subsample(np.asarray(rgb, np.float32))  # first: luminance of the kept pixels only (0.5 s less at 12 MP)
     y = rgb @ _LUMA if rgb.ndim == 3 and rgb.shape[2] == 3 else (rgb[..., 0] if rgb.ndim == 3 else rgb)
-    y = _subsample(np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0))
+    y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
     positive = y[y > 0]
     if positive.size < 2:
         return DynamicRange(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)

@@ -37,7 +37,10 @@ import numpy as np
 
 from hdrcli.align import linear_to_srgb
 from hdrcli.errors import HdrError
+from hdrcli.io.hdr import sanitize
+from hdrcli.io.ldr import clip_display
 from hdrcli.log import warn
+from hdrcli.merge.classical import run_bands
 
 TONEMAPS = ("local", "reinhard", "drago", "mantiuk", "mulaw", "filmic")
 # The preview operator when none is named (fuse, expand, tonemap, batch); chosen by looking
@@ -50,7 +53,7 @@ _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
     """Rec. 709 relative luminance of linear RGB, shape (H, W)."""
-    return (np.asarray(rgb, np.float32) @ _LUMA).astype(np.float32)
+    return (np.asarray(rgb, np.float32) @ _LUMA).astype(np.float32, copy=False)
 
 
 def mu_law(hdr: np.ndarray, mu: float = MU) -> np.ndarray:
@@ -62,13 +65,17 @@ def mu_law(hdr: np.ndarray, mu: float = MU) -> np.ndarray:
 def auto_expose(hdr: np.ndarray, exposure: float = 0.0, key: float = 0.18) -> np.ndarray:
     """Scale ``hdr`` so its log-average luminance is ``key`` * 2**exposure."""
     lum = luminance(hdr)
-    positive = lum[lum > 0]
+    positive = lum[lum > 0]  # a copy: the log below runs in place on it
     if positive.size == 0:
         return np.zeros_like(hdr, dtype=np.float32)
-    log_average = float(np.exp(np.mean(np.log(positive + 1e-6))))
-    exposed = hdr * np.float32(key * 2.0**exposure / max(log_average, 1e-12))
-    # A very bright image pushed up by +EV can exceed float32: keep it finite.
-    return np.nan_to_num(exposed, posinf=np.finfo(np.float32).max).astype(np.float32)
+    positive += np.float32(1e-6)
+    log_average = float(np.exp(np.mean(np.log(positive, out=positive))))
+    exposed = (hdr * np.float32(key * 2.0**exposure / max(log_average, 1e-12))).astype(np.float32, copy=False)
+    # A very bright image pushed up by +EV can exceed float32: keep it finite. Two
+    # reductions find out whether it did (no full-size mask or copy when not).
+    if not (np.isfinite(exposed.min(initial=0.0)) and np.isfinite(exposed.max(initial=0.0))):
+        np.nan_to_num(exposed, copy=False, posinf=np.finfo(np.float32).max)
+    return exposed
 
 
 def _stretch(display: np.ndarray, percentile: float = 99.5) -> np.ndarray:
@@ -82,16 +89,6 @@ def _opencv(op, rgb: np.ndarray) -> np.ndarray:
     bgr = cv2.cvtColor(np.ascontiguousarray(rgb, np.float32), cv2.COLOR_RGB2BGR)
     out = op.process(bgr)
     return cv2.cvtColor(np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0), cv2.COLOR_BGR2RGB)
-
-
-def _finite_radiance(hdr: np.ndarray) -> np.ndarray:
-    """Non-negative finite float32: NaN -> 0, +inf -> the largest finite value (or 0)."""
-    hdr = np.asarray(hdr, np.float32)
-    finite = np.isfinite(hdr)
-    if not finite.all():
-        top = float(hdr[finite].max()) if finite.any() else 0.0
-        hdr = np.nan_to_num(hdr, nan=0.0, posinf=max(top, 0.0), neginf=0.0)
-    return np.maximum(hdr, 0.0)
 
 
 def _operator_for(method: str, lum: np.ndarray) -> str:
@@ -115,8 +112,9 @@ def tonemap(hdr: np.ndarray, method: str = DEFAULT_TONEMAP, exposure: float = 0.
     if not (math.isfinite(exposure) and abs(exposure) <= MAX_EXPOSURE_EV):
         raise HdrError(f"exposure change must be a finite number within +-{MAX_EXPOSURE_EV:g} EV, got {exposure}")
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        display = _tonemap(_finite_radiance(hdr), method, float(exposure))
-        return np.clip(np.nan_to_num(display, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0).astype(np.float32)
+        # Radiance as the writers sanitise it (NaN -> 0, +inf -> the largest finite value,
+        # negatives -> 0): the image itself when it is clean already, as a merge is.
+        return clip_display(_tonemap(sanitize(hdr), method, float(exposure)))
 
 
 def _tonemap(hdr: np.ndarray, method: str = DEFAULT_TONEMAP, exposure: float = 0.0) -> np.ndarray:
@@ -138,12 +136,13 @@ def _tonemap(hdr: np.ndarray, method: str = DEFAULT_TONEMAP, exposure: float = 0
         tiny, big = np.finfo(np.float32).tiny, np.finfo(np.float32).max
         return mu_law(hdr / np.float32(scale) if tiny <= scale <= big else hdr.astype(np.float64) / scale)
     exposed = auto_expose(hdr, exposure)
-    method = _operator_for(method, luminance(exposed))
+    lum = luminance(exposed)  # computed once for every operator below
+    method = _operator_for(method, lum)
     if method == "local":
-        return _local(exposed, exposure)
+        return _local(exposed, lum, exposure)
     if method == "mantiuk":
         try:
-            display = _mantiuk(exposed)
+            display = _mantiuk(exposed, lum)
         except cv2.error:  # OpenCV asserts where it sees no contrast (e.g. values near float32's limits)
             warn("tone map 'mantiuk' failed on this image; used 'reinhard'")
             method = "reinhard"
@@ -164,7 +163,6 @@ def _tonemap(hdr: np.ndarray, method: str = DEFAULT_TONEMAP, exposure: float = 0
         # applied to their (gamma 2.2) output.
         return np.clip(display * np.float32(2.0 ** (exposure / 2.2)), 0.0, 1.0) if exposure else display
     # filmic: extended Reinhard with the white point at the 99.9th percentile.
-    lum = luminance(exposed)
     white = max(float(np.percentile(lum, 99.9)), 1.0)
     mapped = lum * (1.0 + lum / white**2) / (1.0 + lum)
     ratio = np.where(lum > 1e-8, mapped / np.maximum(lum, 1e-8), 0.0)[..., None]
@@ -240,16 +238,19 @@ def _colour(hdr: np.ndarray, lum: np.ndarray, lum_out: np.ndarray, saturation: f
     kept (clipping per channel shifts hues; desaturating toward grey at constant luminance
     turned a bright blue booth lavender on the iPhone bracket). Pixel work runs in bands of
     rows (the exposure cap comes from a grid subsample first), so a 12 MP image needs a
-    few full-size planes, not a dozen RGB copies."""
+    few full-size planes, not a dozen RGB copies, and the bands run on the configured
+    threads (numpy releases the GIL; each band is computed as alone, so the result does
+    not depend on the thread count)."""
     step = max(1, int(np.sqrt(lum.size / 1_000_000)))  # the grid of _sample: same pixels, same percentile
     _, _, peak = _colour_rgb(hdr[::step, ::step], lum[::step, ::step], lum_out[::step, ::step], saturation)
     # A brighter exposure asked for (+EV) moves the cap up by as much.
     top = float(np.percentile(peak, HIGHLIGHT_CAP_PERCENTILE)) / 2.0 ** max(exposure, 0.0)
     out = np.empty(hdr.shape, np.float32)
-    rows = max(1, (1 << 18) // max(1, hdr.shape[1]))
-    for y0 in range(0, hdr.shape[0], rows):
-        band = slice(y0, y0 + rows)
-        out[band] = _colour_band(hdr[band], lum[band], lum_out[band], saturation, top)
+
+    def band(y0: int, y1: int) -> None:
+        out[y0:y1] = _colour_band(hdr[y0:y1], lum[y0:y1], lum_out[y0:y1], saturation, top)
+
+    run_bands(band, hdr.shape[0], hdr.shape[1])
     return out
 
 
@@ -262,7 +263,8 @@ def _colour_rgb(hdr: np.ndarray, lum: np.ndarray, lum_out: np.ndarray,
     if saturation != 1.0:
         rgb *= np.float32(saturation)
         rgb += (y * np.float32(1.0 - saturation))[..., None]
-    return rgb, y, rgb.max(-1)
+    # Explicit channel maximum: numpy's reduction over a length-3 last axis is slow.
+    return rgb, y, np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
 
 
 def _colour_band(hdr: np.ndarray, lum: np.ndarray, lum_out: np.ndarray, saturation: float,
@@ -284,15 +286,14 @@ def _colour_band(hdr: np.ndarray, lum: np.ndarray, lum_out: np.ndarray, saturati
     return linear_to_srgb(rgb)
 
 
-def _local(exposed: np.ndarray, exposure: float = 0.0) -> np.ndarray:
+def _local(exposed: np.ndarray, lum: np.ndarray, exposure: float = 0.0) -> np.ndarray:
     """``local``: Reinhard's global curve on an edge-aware base layer, detail kept.
 
     log2 luminance is split into a base (fast guided filter, radius 3% of the image side)
     and detail; the base, anchored so its mean is log2(0.18) + ``exposure`` (key), goes through Reinhard's
     extended curve with the white point at the brightest base value; the detail is added
     back with gain ``LOCAL_DETAIL`` (Durand & Dorsey 2002's split with Reinhard et al. 2002's
-    curve). Colour: :func:`_colour`."""
-    lum = luminance(exposed)
+    curve). Colour: :func:`_colour`. ``lum``: luminance(exposed)."""
     if not (lum > 0).any():
         return np.zeros_like(exposed, dtype=np.float32)
     log_lum = _log_luminance(lum)
@@ -307,11 +308,11 @@ def _local(exposed: np.ndarray, exposure: float = 0.0) -> np.ndarray:
     return _colour(exposed, lum, lum_out.astype(np.float32), LOCAL_SATURATION, exposure)
 
 
-def _mantiuk(exposed: np.ndarray) -> np.ndarray:
+def _mantiuk(exposed: np.ndarray, lum: np.ndarray) -> np.ndarray:
     """``mantiuk``: OpenCV's contrast-domain operator on luminance at <= 768 px, its gain
     log2(out / in) brought to full size by guided upsampling (so 12 MP costs what 0.4 MP
-    does), colour put back by :func:`_colour` (OpenCV's own colour step tinted previews)."""
-    lum = luminance(exposed)
+    does), colour put back by :func:`_colour` (OpenCV's own colour step tinted previews).
+    ``lum``: luminance(exposed)."""
     if not (lum > 0).any():
         return np.zeros_like(exposed, dtype=np.float32)
     log_lum = _log_luminance(lum)

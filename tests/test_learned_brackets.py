@@ -48,7 +48,11 @@ def test_lffnet_fuses_any_bracket_and_keeps_static_pixels(tmp_path, stops, refer
     n = len(stops)
     assert learned.image.shape == (72, 96, 3) and learned.frame_weights.shape == (n, 72, 96)
     np.testing.assert_allclose(learned.frame_weights.sum(0) + learned.synthesis_map, 1.0, atol=1e-4)
-    assert (learned.frame_weights > 0.05).any(axis=(1, 2)).all()  # every frame is used somewhere
+    # Every frame takes part; a frame that a longer unclipped one measures better everywhere (the
+    # short frames of these brackets: the scene never clips in the longer ones) keeps only a
+    # small shot-noise weight. The longest frame dominates its shadows.
+    assert (learned.frame_weights > 1e-4).any(axis=(1, 2)).all()
+    assert (learned.frame_weights[-1] > 0.05).any()
     # Static scene: where a frame measured the pixel the output is the frames' merge, close
     # to hdrcli's Debevec (same weights; the response is calibrated differently).
     well = learned.synthesis_map < 0.01

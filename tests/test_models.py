@@ -75,7 +75,7 @@ def _bracket(radiance: torch.Tensor, times: list[float]) -> torch.Tensor:
 
 
 def test_merge_head_is_the_frames_debevec_merge_where_they_agree():
-    from hdrcli.merge.classical import debevec_weight
+    from hdrcli.merge.classical import EXPOSURE_WEIGHT_POWER, SHADOW_WEIGHT_POWER, debevec_weight
     from hdrcli.models.blocks import ExposureMergeHead
 
     torch.manual_seed(0)
@@ -89,6 +89,10 @@ def test_merge_head_is_the_frames_debevec_merge_where_they_agree():
         out = head(synthesis, x, 1)
     ldr = x[0, :, :3].permute(0, 2, 3, 1).numpy()
     expected_w = np.stack([debevec_weight(ldr[i], i, np.array(times))[..., 0] for i in range(3)])
+    # ... with the shot-noise power (t / t_max) ** SHADOW_WEIGHT_POWER on a frame's dark pixels
+    shadow = np.clip((0.5 - ldr.max(-1)) / 0.25, 0.0, 1.0)
+    relative = (np.array(times) / max(times))[:, None, None]
+    expected_w *= relative ** ((SHADOW_WEIGHT_POWER - EXPOSURE_WEIGHT_POWER) * shadow)
     expected_w /= expected_w.sum(0)
     well = (alpha[0, 0] < 1e-6).numpy()
     assert well.mean() > 0.9  # a consistent well-exposed frame exists almost everywhere

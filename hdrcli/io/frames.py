@@ -119,19 +119,26 @@ def jpeg_is_complete(data: bytes) -> bool:
     return False
 
 
+# EXIF orientation -> the OpenCV operation from stored to display order (about 5x faster
+# than numpy's strided copies of flipped or rotated views).
+_ORIENTATIONS = {
+    2: lambda a: cv2.flip(a, 1),  # mirrored left-right
+    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: cv2.flip(a, 0),  # mirrored top-bottom
+    5: cv2.transpose,
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    7: lambda a: cv2.transpose(cv2.rotate(a, cv2.ROTATE_180)),
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+}
+
+
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """Rotate/flip an (H, W, C) array from stored to display order (EXIF orientation 1..8)."""
-    ops = {
-        1: lambda a: a,
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1, :],
-        5: lambda a: a.transpose(1, 0, 2),
-        6: lambda a: np.rot90(a, k=-1),
-        7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
-        8: lambda a: np.rot90(a, k=1),
-    }
-    return np.ascontiguousarray(ops.get(orientation, ops[1])(pixels))
+    """Rotate/flip an (H, W) or (H, W, C) array from stored to display order (EXIF orientation 1..8)."""
+    op = _ORIENTATIONS.get(orientation)
+    if op is None:
+        return np.ascontiguousarray(pixels)
+    out = op(pixels)
+    return out.reshape(out.shape[:2] + pixels.shape[2:])  # OpenCV drops a trailing axis of 1
 
 
 def _to_float_rgb(image: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
@@ -152,7 +159,7 @@ def _to_float_rgb(image: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
         image = image.repeat(3, axis=2)
     else:
         raise HdrError(f"unsupported channel count {image.shape[2]}", path)
-    return image.astype(np.float32) * np.float32(scale), depth
+    return np.multiply(image, np.float32(scale), dtype=np.float32), depth  # one pass, no integer-to-float copy
 
 
 def _read_ldr(path: Path, data: bytes, kind: str, exif: ExifInfo, allow_corrupt: bool = False) -> Frame:
@@ -163,8 +170,9 @@ def _read_ldr(path: Path, data: bytes, kind: str, exif: ExifInfo, allow_corrupt:
         # Each progressive scan re-reads the whole image: thousands of them make a small file a time bomb.
         report_corruption([f"more than {_MAX_JPEG_SCANS} scans"], path, "JPEG", allow_corrupt)
     image = imdecode_checked(data, path, kind.upper(), allow_corrupt)
-    pixels, depth = _to_float_rgb(image, path)
-    return Frame(path, apply_orientation(pixels, exif.orientation), depth, linear=False, exif=exif)
+    # Oriented as decoded (8 or 16 bit): a quarter of the bytes of the float frame to move.
+    pixels, depth = _to_float_rgb(apply_orientation(image, exif.orientation), path)
+    return Frame(path, pixels, depth, linear=False, exif=exif)
 
 
 def _read_raw(path: Path, fh: Any, exif: ExifInfo, max_pixels: int | None = None) -> Frame:

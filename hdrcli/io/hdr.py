@@ -71,16 +71,27 @@ def sanitize(rgb: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- writers
 
+def _to_half(rgb: np.ndarray) -> np.ndarray:
+    """Finite non-negative float32 (H, W, 3) as float16, values above HALF_MAX clipped to it
+    (with a warning). OpenCV converts: numpy's float16 cast took 1.7 s on a 12 MP merge,
+    OpenCV's 0.05 s, with the same bits (round to nearest even)."""
+    if float(rgb.max(initial=0.0)) > HALF_MAX:
+        warn(f"values above {HALF_MAX:g} clipped to fit half floats (use --float32 to keep them)")
+        rgb = np.minimum(rgb, np.float32(HALF_MAX))
+    if rgb.size == 0:  # (OpenCV returns None for an empty array)
+        return rgb.astype(np.float16)
+    h, w, c = rgb.shape
+    # One channel of w * c columns: the scale 1.0 is then unambiguous (OpenCV versions read a
+    # scalar for a multi-channel array as (s, 0, 0, 0) or (s, s, s, s)).
+    half = cv2.multiply(np.ascontiguousarray(rgb, np.float32).reshape(h, w * c), 1.0, dtype=cv2.CV_16F)
+    return half.reshape(h, w, c)
+
+
 def _write_exr(tmp: Path, rgb: np.ndarray, float32: bool, metadata: dict[str, str],
                attributes: dict[str, Any] | None = None) -> None:
     import OpenEXR
 
-    if float32:
-        pixels = rgb.astype(np.float32)
-    else:
-        if float(rgb.max(initial=0.0)) > HALF_MAX:
-            warn(f"values above {HALF_MAX:g} clipped to fit half floats (use --float32 to keep them)")
-        pixels = np.minimum(rgb, HALF_MAX).astype(np.float16)
+    pixels = rgb.astype(np.float32, copy=False) if float32 else _to_half(rgb)
     header: dict[str, Any] = {
         # PIZ (lossless wavelet): on a 12 MP half-float merge half the CPU time of ZIP and a
         # 5% smaller file (0.53 s / 43.4 MB against 1.0 s / 45.7 MB; bench/exr_write.py).

@@ -24,19 +24,30 @@ def check_ldr_extension(path: str | os.PathLike[str]) -> None:
         raise HdrError(f"unknown image extension '{suffix or '(none)'}'; use one of {', '.join(LDR_OUTPUT_EXTENSIONS)}", path)
 
 
+def clip_display(display: np.ndarray) -> np.ndarray:
+    """A display image as finite float32 in [0, 1] (NaN and -inf -> 0, +inf -> 1); the array
+    itself when it already is, as tone maps return it (two reductions, no full-size copies)."""
+    display = np.asarray(display, np.float32)
+    if display.min(initial=0.0) >= 0.0 and display.max(initial=0.0) <= 1.0:  # NaN fails both tests
+        return display
+    return np.clip(np.nan_to_num(display, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+
+
 def write_ldr(path: str | os.PathLike[str], display: np.ndarray, quality: int = 92, exif: bytes | None = None) -> Path:
     """Write a display-referred RGB image with values in [0, 1].
 
     ``exif``: an EXIF payload (hdrcli.io.metadata.exif_bytes) put into JPEG outputs.
     """
     check_ldr_extension(path)
-    display = np.clip(np.nan_to_num(np.asarray(display, np.float32)), 0.0, 1.0)
+    display = clip_display(display)
     suffix = Path(path).suffix.lower()
     if suffix in (".tif", ".tiff"):
         data = np.rint(display * 65535.0).astype(np.uint16)
         params: list[int] = []
     else:
-        data = np.rint(display * 255.0).astype(np.uint8)
+        # rint(display * 255) in one pass without float temporaries (float32 product, round
+        # half to even: the same bytes as numpy's, 5x faster); the abs is a no-op on [0, 1].
+        data = cv2.convertScaleAbs(display, alpha=255.0)
         params = [cv2.IMWRITE_JPEG_QUALITY, quality] if suffix in (".jpg", ".jpeg") else []
     # Encoded in memory and written by Python: a full disk is an OSError naming the file (not
     # libpng noise on stderr), and no native code sees a file name (non-UTF-8 names crash imwrite).

@@ -37,6 +37,8 @@ channels clip, tinted. With the guard:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -79,16 +81,17 @@ def _guarded_weight(z: np.ndarray, shape, first: bool, last: bool, floor: float 
     # Explicit channel max/min: numpy reductions over a length-3 last axis are slow.
     z_max = np.maximum(np.maximum(z[..., 0], z[..., 1]), z[..., 2])[..., None]
     z_min = np.minimum(np.minimum(z[..., 0], z[..., 1]), z[..., 2])[..., None]
-    high = np.where(z_max < 0.5, peak, shape(z_max))
-    low = np.where(z_min > 0.5, peak, shape(z_min))
-    if first:
-        high = np.full_like(high, peak)
-    if last:
-        low = np.full_like(low, peak)
+    # The shortest frame keeps full weight in its highlights, the longest in its shadows.
+    high = np.full(z_max.shape, peak, np.float32) if first else np.where(z_max < 0.5, peak, shape(z_max))
+    low = np.full(z_min.shape, peak, np.float32) if last else np.where(z_min > 0.5, peak, shape(z_min))
     return np.maximum(np.minimum(high, low), peak * np.float32(floor))
 
 
 EXPOSURE_WEIGHT_POWER = 0.25  # frame weight ~ (t / t_max) ** power (module docstring)
+# The learned merge head's power on a frame's dark pixels (ExposureMergeHead). Not used here:
+# in this merge it cost 0.34 dB on the simulated static set (38.68 against 39.02 dB) for
+# +0.07 dB on the 16-frame Memorial.
+SHADOW_WEIGHT_POWER = 1.0
 
 
 def debevec_weight(z: np.ndarray, index: int, times: np.ndarray, guard: bool = True) -> np.ndarray:
@@ -122,8 +125,9 @@ def _bands(height: int, width: int) -> list[tuple[int, int]]:
     return [(y, min(height, y + rows)) for y in range(0, height, rows)]
 
 
-def _run_bands(work, height: int, width: int, threads: int | None) -> None:
-    """Call ``work(y0, y1)`` for every band of rows, on ``threads`` threads (numpy releases the GIL)."""
+def run_bands(work: Callable[[int, int], None], height: int, width: int, threads: int | None = None) -> None:
+    """Call ``work(y0, y1)`` for every band of rows, on ``threads`` threads (numpy releases the
+    GIL; default :func:`hdrcli.threads.current`). Also the tone map's colour step."""
     from hdrcli.threads import current
 
     bands = _bands(height, width)
@@ -179,7 +183,9 @@ def merge_debevec(
             wt = debevec_weight(z, i, times, guard)
             # Interpolate f^-1 linearly, then take the log: exact for linear (RAW) data, and
             # identical to OpenCV's log-LUT at integer codes.
-            log_irradiance = np.log(np.maximum(_inverse_response(z, response), np.float32(1e-10)))
+            log_irradiance = _inverse_response(z, response)
+            np.maximum(log_irradiance, np.float32(1e-10), out=log_irradiance)
+            np.log(log_irradiance, out=log_irradiance)
             log_irradiance -= log_times[i]
             log_irradiance *= wt
             acc += log_irradiance
@@ -187,7 +193,7 @@ def merge_debevec(
         acc /= np.maximum(weight_sum, np.float32(_EPS))
         np.exp(acc, out=out[y0:y1])
 
-    _run_bands(work, h, w, threads)
+    run_bands(work, h, w, threads)
     return out
 
 
@@ -214,7 +220,7 @@ def merge_robertson(
             weight_sum += np.float32(t * t) * wt
         np.divide(acc, np.maximum(weight_sum, np.float32(_EPS)), out=out[y0:y1])
 
-    _run_bands(work, h, w, threads)
+    run_bands(work, h, w, threads)
     return out
 
 

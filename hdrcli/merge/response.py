@@ -206,6 +206,8 @@ _SELF_CAL_SIDE = 64  # frames are area-averaged to this short side: less noise, 
 _SELF_CAL_RANGE = (0.02, 0.97)  # pixel values used (black and clipped pixels carry no ratio)
 _SELF_CAL_PRIOR = 1e-3  # ridge towards gamma 2.2, relative to the number of pixel pairs
 _SELF_CAL_MAX_PAIRS = 200_000
+_FLOOR_SHARE = 0.2  # share of the shortest frame within 3 codes of its 0.5th percentile that makes a floor
+_FLOOR_MAX = 40 / 255
 LUT_LEVELS = 65536  # re-encoding tables: one entry per 16-bit input level
 
 
@@ -228,7 +230,9 @@ def self_calibrate(frames: list[np.ndarray], exposures: list[float], iterations:
     2.2 for brackets that constrain little. On the held-out simulated brackets (201 real
     DoRF curves, sensor noise, motion) the fitted curve is within 0.17 stops of the true
     one on average, against 0.58 stops for assuming gamma 2.2
-    (``python scripts/self_calibration_accuracy.py``).
+    (``python scripts/self_calibration_accuracy.py``). Codes are counted above the
+    bracket's black floor (:func:`black_floor`; 0 for digital cameras, codes 12-16 for the
+    Memorial film scans), which maps to irradiance 0.
 
     Args:
         frames: display-referred RGB frames (H, W, 3) in [0, 1], ordered by exposure, of
@@ -238,13 +242,44 @@ def self_calibrate(frames: list[np.ndarray], exposures: list[float], iterations:
 
     Returns:
         The (256, 3) inverse response (see module docstring; entry 255 is 1 in every
-        channel, one curve for all channels). Gamma 2.2 when the bracket has too few
+        channel, one curve for all channels above each channel's floor). Gamma 2.2 when the bracket has too few
         usable pixel pairs or the fit is not increasing.
     """
     times = np.asarray(exposures, dtype=np.float64)
     factor = min(1.0, _SELF_CAL_SIDE / min(frames[0].shape[:2]))
     small = [cv2.resize(np.asarray(f, np.float32), None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
              if factor < 1 else np.asarray(f, np.float32) for f in frames]
+    gamma = np.array([CANONICAL_GAMMA] + [0.0] * _SELF_CAL_DEGREE)
+    if not np.all(times[1:] > times[:-1]):
+        return _response_table(gamma)
+    floor = black_floor(frames[0])
+    small = [(f - floor) / (1.0 - floor) for f in small]  # codes above the floor, in [0, 1]
+    params = _robust_fit(*_pixel_pairs(small, times), gamma, _SELF_CAL_PRIOR, iterations)
+    return _response_table(gamma if params is None else params, floor)
+
+
+def black_floor(shortest: np.ndarray) -> np.ndarray:
+    """Per-channel code (in [0, 1]) that a bracket's darkest pixels pile up at: 0 for most cameras.
+
+    Film scans and some phone pipelines lift black to a floor (Memorial: codes 12-16, where
+    78% of the shortest frame's pixels lie). Read as light, the floor made a long bracket's
+    short frames "see" shadows that only its long frames measured: the learned merge's
+    16-frame Memorial turned teal (R/G 0.39 of memorial.hdr's, 14.2 dB PSNR-mu). A floor
+    counts only where a large share of the shortest frame sits within 3 codes of its 0.5th
+    percentile; it is at most 40 codes.
+
+    Args:
+        shortest: the shortest exposure (H, W, 3) in [0, 1].
+    """
+    step = max(1, int(np.sqrt(shortest.shape[0] * shortest.shape[1] / 250_000)))
+    sample = np.asarray(shortest[::step, ::step], np.float32).reshape(-1, 3)
+    floor = np.percentile(sample, 0.5, axis=0)
+    piled = np.mean(sample <= floor + 3 / 255, axis=0) >= _FLOOR_SHARE
+    return np.where(piled & (floor >= 2 / 255), np.minimum(floor, _FLOOR_MAX), 0.0).astype(np.float32)
+
+
+def _pixel_pairs(small: list[np.ndarray], times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Design rows and log exposure ratios from co-located pixel values of adjacent frames."""
     lo, hi = _SELF_CAL_RANGE
     rows, ratios = [], []
     for i in range(len(small) - 1):
@@ -252,36 +287,42 @@ def self_calibrate(frames: list[np.ndarray], exposures: list[float], iterations:
         ok = (a > lo) & (a < hi) & (b > lo) & (b < hi)
         rows.append(_log_inverse_basis(b[ok]) - _log_inverse_basis(a[ok]))
         ratios.append(np.full(int(ok.sum()), np.log(times[i + 1] / times[i])))
-    design, target = np.concatenate(rows), np.concatenate(ratios)
-    gamma = np.array([CANONICAL_GAMMA] + [0.0] * _SELF_CAL_DEGREE)
-    if target.size < 100 or not np.all(times[1:] > times[:-1]):
-        return _response_table(gamma)
+    return np.concatenate(rows), np.concatenate(ratios)
+
+
+def _robust_fit(design: np.ndarray, target: np.ndarray, prior: np.ndarray, strength: float,
+                iterations: int) -> np.ndarray | None:
+    """Tukey-reweighted least squares with a ridge towards ``prior``; None when unusable or not increasing."""
+    if target.size < 100:
+        return None
     if target.size > _SELF_CAL_MAX_PAIRS:  # deterministic subsample
         keep = np.random.default_rng(0).choice(target.size, _SELF_CAL_MAX_PAIRS, replace=False)
         design, target = design[keep], target[keep]
-    ridge = np.sqrt(_SELF_CAL_PRIOR * target.size) * np.eye(gamma.size)
+    ridge = np.sqrt(strength * target.size) * np.eye(prior.size)
     weights = np.ones_like(target)
-    params = gamma
+    params = prior
     for _ in range(iterations):
         sw = np.sqrt(weights)
         params = np.linalg.lstsq(np.vstack([design * sw[:, None], ridge]),
-                                 np.concatenate([target * sw, ridge @ gamma]), rcond=None)[0]
+                                 np.concatenate([target * sw, ridge @ prior]), rcond=None)[0]
         residual = design @ params - target
         scale = 1.4826 * np.median(np.abs(residual)) + 1e-6
         u = residual / (4.685 * scale)
         weights = np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0)
-    codes = np.linspace(lo, hi, 256)
+    codes = np.linspace(*_SELF_CAL_RANGE, 256)
     if not np.all(np.diff(_log_inverse_basis(codes) @ params) > 0):
-        return _response_table(gamma)
-    return _response_table(params)
+        return None
+    return params
 
 
-def _response_table(params: np.ndarray) -> np.ndarray:
-    """(256, 3) inverse response from the parameters of the log-domain model."""
-    z = np.arange(256) / 255.0
-    table = np.exp(_log_inverse_basis(z) @ params)
+def _response_table(params: np.ndarray, floor: np.ndarray | None = None) -> np.ndarray:
+    """(256, 3) inverse response from the parameters of the log-domain model, on the codes above
+    ``floor`` (3,) per channel (see :func:`black_floor`); the floor and below carry no light."""
+    floor = np.zeros(3) if floor is None else np.asarray(floor, np.float64)
+    above = ((np.arange(256) / 255.0)[:, None] - floor) / (1.0 - floor)
+    table = np.where(above > 0, np.exp(_log_inverse_basis(np.maximum(above, 0)) @ params), 0.0)
     table[0] = 0.0  # black carries no light
-    return np.repeat(table[:, None], 3, axis=1).astype(np.float32)
+    return table.astype(np.float32)
 
 
 def canonical_luts(response: np.ndarray) -> np.ndarray:

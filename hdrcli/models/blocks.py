@@ -417,7 +417,7 @@ class ExposureMergeHead(nn.Module):
 
         The frame weights and alpha sum to 1 at every pixel.
         """
-        from hdrcli.merge.classical import EXPOSURE_WEIGHT_POWER
+        from hdrcli.merge.classical import EXPOSURE_WEIGHT_POWER, SHADOW_WEIGHT_POWER
 
         ldr, linear = x[:, :, :3].clamp(0.0, 1.0), x[:, :, 3:6]
         n = x.shape[1]
@@ -441,8 +441,14 @@ class ExposureMergeHead(nn.Module):
         guard_low[-1] = 1.0
         high_g = torch.maximum(torch.where(z_max < 0.5, torch.ones_like(high), high), guard_high[None, :, None, None])
         low_g = torch.maximum(torch.where(z_min > 0.5, torch.ones_like(low), low), guard_low[None, :, None, None])
-        scale = (t / t.amax(dim=1, keepdim=True)) ** EXPOSURE_WEIGHT_POWER
-        weight = torch.minimum(high_g, low_g).clamp(min=1e-4) * scale[:, :, None, None]
+        # A frame's dark pixels (brightest channel below mid-grey) count with (t / t_max) ** 1, the
+        # shot-noise optimum: a long bracket's short frames sit on the black pedestal there, and
+        # even small weights on 8+ of them outvoted the long frames (Memorial, 16 frames: R/G
+        # 0.30 of memorial.hdr's in its darkest quarter). Brighter pixels keep the classical power.
+        relative = (t / t.amax(dim=1, keepdim=True))[:, :, None, None]
+        shadow = ((0.5 - z_max) / 0.25).clamp(0.0, 1.0)
+        power = EXPOSURE_WEIGHT_POWER + (SHADOW_WEIGHT_POWER - EXPOSURE_WEIGHT_POWER) * shadow
+        weight = torch.minimum(high_g, low_g).clamp(min=1e-4) * relative**power
 
         # Ghost confidence. Where the reference measured the pixel: agreement with it (the
         # classical test; k and tau learned). Elsewhere nothing but the network can tell a
@@ -513,6 +519,14 @@ class MultiExposureNet(nn.Module):
         if return_synthesis:
             output = synthesis if self.merge_head is None else self.merge_head(synthesis, x, r)
             return output, synthesis
+        return self.head_output(synthesis, x, r, return_maps)
+
+    def head_output(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, return_maps: bool = False) -> torch.Tensor:
+        """The output from a synthesis (B, 3, H, W) and the frames x (see :meth:`forward`).
+
+        The runtime calls this on its own for large photos, with a synthesis computed at
+        reduced resolution and upsampled (the merge head itself is local: a few pixels)."""
+        r = reference
         if self.merge_head is None:
             if not return_maps:
                 return synthesis

@@ -37,15 +37,16 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
 
 
 def run_tiled(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int = 512, overlap: int = 32,
+    fn: Callable, x: torch.Tensor | tuple[torch.Tensor, ...], tile: int = 512, overlap: int = 32,
     out_channels: int = 3, progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Apply ``fn`` (…, H, W) -> (1, out_channels, H, W) over tiles of ``x`` (batch 1).
 
     ``x`` may have extra leading dims (e.g. (1, 3, 6, H, W) brackets); tiles are cut on the
-    last two. Returns a float32 CPU tensor (1, out_channels, H, W).
+    last two. ``x`` may also be a tuple of such tensors of one height and width: ``fn`` then
+    gets the tuple of their tiles. Returns a float32 CPU tensor (1, out_channels, H, W).
     """
-    h, w = x.shape[-2:]
+    h, w = (x[0] if isinstance(x, tuple) else x).shape[-2:]
     if h <= tile and w <= tile:
         return fn(x).float().cpu()
     ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
@@ -55,7 +56,8 @@ def run_tiled(
     for y in ys:
         for x0 in xs:
             th, tw = min(tile, h - y), min(tile, w - x0)
-            piece = fn(x[..., y : y + th, x0 : x0 + tw]).float().cpu()
+            crop = (..., slice(y, y + th), slice(x0, x0 + tw))
+            piece = fn(tuple(t[crop] for t in x) if isinstance(x, tuple) else x[crop]).float().cpu()
             weight = tile_weights(th, tw, overlap)
             out[..., y : y + th, x0 : x0 + tw] += piece * weight
             norm[..., y : y + th, x0 : x0 + tw] += weight

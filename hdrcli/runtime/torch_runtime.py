@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from hdrcli.errors import HdrError
 from hdrcli.merge.response import LUT_LEVELS, canonical_luts, self_calibrate
@@ -24,6 +26,14 @@ DEFAULT_OVERLAP = 64  # wide blends: FFT models differ between tiles, narrow ram
 # `hdr expand` on 1024x768 (0.8 MP): see README; larger photos use tiles with 1/4 overlap.
 WHOLE_IMAGE_PIXELS = 2_000_000
 LARGE_PHOTO_TILE = 1024
+# Bracket networks with a merge head: on photos above SYNTHESIS_ABOVE pixels the synthesis
+# (the network's own estimate, used only where no frame measured the scene, and by the ghost
+# gate) runs on the bracket downscaled to SYNTHESIS_PIXELS and is upsampled; the merge head
+# (local: a few pixels) and so the frames' merge stay at full resolution. The network's cost
+# then no longer grows with the photo, and the head's tiles cannot show: tiled and whole-image
+# outputs agree. (ONNX exports hold the whole network: they run it at full resolution.)
+SYNTHESIS_ABOVE = 1_000_000
+SYNTHESIS_PIXELS = 250_000
 
 
 def available_sizes(name: str) -> list[str]:
@@ -53,12 +63,23 @@ class TiledRunner:
     overlap: int
     stack_steps: int | None = None
     whole_image_pixels: int = 0  # single-image backends: run untiled up to this many pixels
+    reduced_synthesis: bool = False  # bracket networks: synthesis at reduced resolution on large photos
 
     def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
         """Hook: a runtime that takes fewer bracket shapes than torch refuses here, before any tile."""
+
+    def _merges(self) -> bool:
+        """Whether this runtime can run the synthesis and the merge head apart (see SYNTHESIS_PIXELS)."""
+        return False
+
+    def _synthesize(self, x: torch.Tensor, reference: int) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _merge(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, maps: bool) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
 
     def fuse(self, frames: list[np.ndarray], exposures: list[float],
              progress: Callable[[int, int], None] | None = None, response: np.ndarray | None = None,
@@ -82,12 +103,28 @@ class TiledRunner:
             raise HdrError(f"a bracket needs at least 2 frames; got {n}")
         reference = n // 2 if reference is None else reference
         self._check_bracket(n, reference, maps)
-        luts = torch.from_numpy(canonical_luts(self_calibrate(frames, exposures) if response is None else response))
+        if response is None:
+            response = self_calibrate(frames, exposures)
+        luts = torch.from_numpy(canonical_luts(response))
         ldr = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].float()
         times = torch.tensor(exposures, dtype=torch.float32)[None]
-        tile_input = lambda tile: self._forward(exposure_input(_reencode(tile, luts), times), reference, maps)  # noqa: E731
-        out = run_tiled(tile_input, ldr, self.tile, self.overlap, out_channels=3 + (n + 1 if maps else 0),
-                        progress=progress)
+        channels = 3 + (n + 1 if maps else 0)
+        height, width = frames[0].shape[:2]
+        if self.reduced_synthesis and height * width > SYNTHESIS_ABOVE and self._merges():
+            factor = (SYNTHESIS_PIXELS / (height * width)) ** 0.5
+            size = (max(1, round(width * factor)), max(1, round(height * factor)))
+            small = np.stack([cv2.resize(np.asarray(f, np.float32), size, interpolation=cv2.INTER_AREA) for f in frames])
+            small_ldr = torch.from_numpy(small).permute(0, 3, 1, 2)[None]
+            synthesis_tile = lambda tile: self._synthesize(exposure_input(_reencode(tile, luts), times), reference)  # noqa: E731
+            synthesis = run_tiled(synthesis_tile, small_ldr, self.tile, self.overlap)
+            synthesis = F.interpolate(synthesis, size=(height, width), mode="bilinear", align_corners=False)
+            merge_tile = lambda tiles: self._merge(tiles[1], exposure_input(_reencode(tiles[0], luts), times),  # noqa: E731
+                                                   reference, maps)
+            out = run_tiled(merge_tile, (ldr, synthesis), self.tile, self.overlap, out_channels=channels,
+                            progress=progress)
+        else:
+            tile_input = lambda tile: self._forward(exposure_input(_reencode(tile, luts), times), reference, maps)  # noqa: E731
+            out = run_tiled(tile_input, ldr, self.tile, self.overlap, out_channels=channels, progress=progress)
         return as_numpy_image(out)
 
     def predict(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -137,7 +174,7 @@ class TorchRunner(TiledRunner):
     """Runs a learned backend with PyTorch (CPU or CUDA)."""
 
     def __init__(self, name: str, size: str | None = None, device: str = "cpu", tile: int | None = None,
-                 overlap: int = DEFAULT_OVERLAP) -> None:
+                 overlap: int = DEFAULT_OVERLAP, reduced_synthesis: bool = True) -> None:
         self.name = name
         self.spec = get_spec(name)
         self.device = torch.device(device)
@@ -146,6 +183,18 @@ class TorchRunner(TiledRunner):
         self.overlap = overlap
         self.stack_steps = getattr(self.model, "steps", None) if hasattr(self.model, "network_forward") else None
         self.whole_image_pixels = 0 if tile else WHOLE_IMAGE_PIXELS  # an explicit --tile always tiles
+        self.reduced_synthesis = reduced_synthesis
+
+    def _merges(self) -> bool:
+        return getattr(self.model, "merge_head", None) is not None
+
+    @torch.no_grad()
+    def _synthesize(self, x: torch.Tensor, reference: int) -> torch.Tensor:
+        return self.model.synthesize(x.to(self.device), reference)
+
+    @torch.no_grad()
+    def _merge(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, maps: bool) -> torch.Tensor:
+        return self.model.head_output(synthesis.to(self.device), x.to(self.device), reference, maps)
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False) -> torch.Tensor:
