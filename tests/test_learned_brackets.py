@@ -97,3 +97,23 @@ def test_onnx_runtime_names_the_bracket_shapes_it_takes(tmp_path):
     runner._check_bracket(3, 1, False)
     with pytest.raises(HdrError, match="--runtime torch"):
         runner._check_bracket(5, 2, False)
+
+
+def test_large_photos_merge_at_full_resolution_and_do_not_depend_on_tiles(monkeypatch):
+    """Above SYNTHESIS_ABOVE the synthesis runs once at reduced size; the head's tiles equal one pass."""
+    import hdrcli.runtime.torch_runtime as rt
+
+    monkeypatch.setattr(rt, "SYNTHESIS_ABOVE", 20_000)  # small photos exercise the large-photo path
+    monkeypatch.setattr(rt, "SYNTHESIS_PIXELS", 8_000)
+    monkeypatch.setattr(rt, "HEAD_TILE", 96)
+    scene = (textured_scene(160, 200, stops=9) * 0.9).astype(np.float32)
+    times = [1.0, 4.0, 16.0]
+    frames = [np.round(np.clip(scene * t / 4, 0, 1) ** (1 / 2.2) * 255) / 255 for t in times]
+    tiled = rt.TorchRunner("lffnet").fuse(frames, times, maps=True)
+    whole = rt.TorchRunner("lffnet", tile=400).fuse(frames, times, maps=True)
+    full = rt.TorchRunner("lffnet", reduced_synthesis=False).fuse(frames, times, maps=True)
+    assert np.abs(tiled - whole).max() < 1e-4
+    # Where a frame measured the pixel the output is the frames' merge, whatever the synthesis.
+    well = full[..., -1] < 1e-3
+    assert well.mean() > 0.5
+    np.testing.assert_allclose(tiled[..., :3][well], full[..., :3][well], rtol=1e-3, atol=1e-6)

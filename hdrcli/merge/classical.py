@@ -49,7 +49,7 @@ def _inverse_response(z: np.ndarray, response: np.ndarray) -> np.ndarray:
     """Irradiance f^-1(z) for float pixel values z in [0, 1], per channel (RGB)."""
     code = np.clip(z, 0.0, 1.0) * np.float32(255.0)
     lo = np.minimum(code.astype(np.int32), 254)  # truncation == floor for code >= 0
-    frac = code - lo
+    frac = code - lo.astype(np.float32)  # float32 (float32 - int32 would promote to float64)
     out = np.empty(z.shape, dtype=np.float32)
     for c in range(3):
         table = np.ascontiguousarray(response[:, c], dtype=np.float32)

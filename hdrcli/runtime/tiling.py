@@ -15,17 +15,28 @@ import numpy as np
 import torch
 
 
-def tile_weights(height: int, width: int, overlap: int) -> torch.Tensor:
-    """(H, W) blending weights: linear ramps over ``overlap`` pixels at every border."""
-    def ramp(n: int) -> torch.Tensor:
+def tile_weights(height: int, width: int, overlap: int, margin: int = 0,
+                 inner: tuple[bool, bool, bool, bool] = (True, True, True, True)) -> torch.Tensor:
+    """(H, W) blending weights: linear ramps over ``overlap`` pixels at the tile's borders.
+
+    ``inner`` (top, bottom, left, right): which borders face another tile; the image's own
+    borders keep full weight. ``margin``: the outermost pixels of each ramp get (almost) no
+    weight, so that a local operator whose border pixels are wrong (padding) contributes only
+    where it is exact: with 2 * margin <= overlap, tiles equal one whole-image pass.
+    """
+    def ramp(n: int, lead: bool, trail: bool) -> torch.Tensor:
         w = torch.ones(n)
         if overlap > 0:
-            r = (torch.arange(min(overlap, n // 2)) + 0.5) / overlap
-            w[: r.numel()] = r
-            w[n - r.numel():] = torch.minimum(w[n - r.numel():], r.flip(0))
+            i = torch.arange(min(overlap, n // 2))
+            r = ((i + 0.5 - margin) / (overlap - 2 * margin)).clamp(1e-6, 1.0)
+            if lead:
+                w[: r.numel()] = r
+            if trail:
+                w[n - r.numel():] = torch.minimum(w[n - r.numel():], r.flip(0))
         return w
 
-    return ramp(height)[:, None] * ramp(width)[None, :]
+    top, bottom, left, right = inner
+    return ramp(height, top, bottom)[:, None] * ramp(width, left, right)[None, :]
 
 
 def _starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -38,7 +49,7 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
 
 def run_tiled(
     fn: Callable, x: torch.Tensor | tuple[torch.Tensor, ...], tile: int = 512, overlap: int = 32,
-    out_channels: int = 3, progress: Callable[[int, int], None] | None = None,
+    out_channels: int = 3, progress: Callable[[int, int], None] | None = None, margin: int = 0,
 ) -> torch.Tensor:
     """Apply ``fn`` (…, H, W) -> (1, out_channels, H, W) over tiles of ``x`` (batch 1).
 
@@ -58,7 +69,7 @@ def run_tiled(
             th, tw = min(tile, h - y), min(tile, w - x0)
             crop = (..., slice(y, y + th), slice(x0, x0 + tw))
             piece = fn(tuple(t[crop] for t in x) if isinstance(x, tuple) else x[crop]).float().cpu()
-            weight = tile_weights(th, tw, overlap)
+            weight = tile_weights(th, tw, overlap, margin, (y > 0, y + th < h, x0 > 0, x0 + tw < w))
             out[..., y : y + th, x0 : x0 + tw] += piece * weight
             norm[..., y : y + th, x0 : x0 + tw] += weight
             done += 1
