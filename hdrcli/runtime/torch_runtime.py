@@ -67,17 +67,13 @@ class TiledRunner:
     overlap: int
     stack_steps: int | None = None
     whole_image_pixels: int = 0  # single-image backends: run untiled up to this many pixels
-    reduced_synthesis: bool = False  # bracket networks: synthesis at reduced resolution on large photos
+    reduced_synthesis: bool = False  # networks with a merge head: synthesis at reduced resolution on large photos
 
     def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
         """Hook: a runtime that takes fewer bracket shapes than torch refuses here, before any tile."""
-
-    def _merges(self) -> bool:
-        """Whether this runtime can run the synthesis and the merge head apart (see SYNTHESIS_PIXELS)."""
-        return False
 
     def _synthesize(self, x: torch.Tensor, reference: int) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -114,7 +110,7 @@ class TiledRunner:
         times = torch.tensor(exposures, dtype=torch.float32)[None]
         channels = 3 + (n + 1 if maps else 0)
         height, width = frames[0].shape[:2]
-        if self.reduced_synthesis and height * width > SYNTHESIS_ABOVE and self._merges():
+        if self.reduced_synthesis and height * width > SYNTHESIS_ABOVE:
             factor = (SYNTHESIS_PIXELS / (height * width)) ** 0.5
             size = (max(1, round(width * factor)), max(1, round(height * factor)))
             small = np.stack([cv2.resize(np.asarray(f, np.float32), size, interpolation=cv2.INTER_AREA) for f in frames])
@@ -187,10 +183,8 @@ class TorchRunner(TiledRunner):
         self.overlap = overlap
         self.stack_steps = getattr(self.model, "steps", None) if hasattr(self.model, "network_forward") else None
         self.whole_image_pixels = 0 if tile else WHOLE_IMAGE_PIXELS  # an explicit --tile always tiles
-        self.reduced_synthesis = reduced_synthesis
-
-    def _merges(self) -> bool:
-        return getattr(self.model, "merge_head", None) is not None
+        # Only a network with a merge head can run its synthesis and its merge apart.
+        self.reduced_synthesis = reduced_synthesis and getattr(self.model, "merge_head", None) is not None
 
     @torch.no_grad()
     def _synthesize(self, x: torch.Tensor, reference: int) -> torch.Tensor:
