@@ -242,8 +242,8 @@ def self_calibrate(frames: list[np.ndarray], exposures: list[float], iterations:
 
     Returns:
         The (256, 3) inverse response (see module docstring; entry 255 is 1 in every
-        channel, one curve for all channels above each channel's floor). Gamma 2.2 when the bracket has too few
-        usable pixel pairs or the fit is not increasing.
+        channel, one curve for all channels, each above its floor). Gamma 2.2 when the
+        bracket has too few usable pixel pairs or the fit is not increasing.
     """
     times = np.asarray(exposures, dtype=np.float64)
     factor = min(1.0, _SELF_CAL_SIDE / min(frames[0].shape[:2]))
@@ -254,7 +254,7 @@ def self_calibrate(frames: list[np.ndarray], exposures: list[float], iterations:
         return _response_table(gamma)
     floor = black_floor(frames[0])
     small = [(f - floor) / (1.0 - floor) for f in small]  # codes above the floor, in [0, 1]
-    params = _robust_fit(*_pixel_pairs(small, times), gamma, _SELF_CAL_PRIOR, iterations)
+    params = _robust_fit(*_pixel_pairs(small, times), gamma, iterations)
     return _response_table(gamma if params is None else params, floor)
 
 
@@ -290,15 +290,14 @@ def _pixel_pairs(small: list[np.ndarray], times: np.ndarray) -> tuple[np.ndarray
     return np.concatenate(rows), np.concatenate(ratios)
 
 
-def _robust_fit(design: np.ndarray, target: np.ndarray, prior: np.ndarray, strength: float,
-                iterations: int) -> np.ndarray | None:
-    """Tukey-reweighted least squares with a ridge towards ``prior``; None when unusable or not increasing."""
+def _robust_fit(design: np.ndarray, target: np.ndarray, prior: np.ndarray, iterations: int) -> np.ndarray | None:
+    """Tukey-reweighted least squares with a weak ridge towards ``prior``; None when unusable or not increasing."""
     if target.size < 100:
         return None
     if target.size > _SELF_CAL_MAX_PAIRS:  # deterministic subsample
         keep = np.random.default_rng(0).choice(target.size, _SELF_CAL_MAX_PAIRS, replace=False)
         design, target = design[keep], target[keep]
-    ridge = np.sqrt(strength * target.size) * np.eye(prior.size)
+    ridge = np.sqrt(_SELF_CAL_PRIOR * target.size) * np.eye(prior.size)
     weights = np.ones_like(target)
     params = prior
     for _ in range(iterations):

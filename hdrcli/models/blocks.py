@@ -526,13 +526,12 @@ class MultiExposureNet(nn.Module):
 
         The runtime calls this on its own for large photos, with a synthesis computed at
         reduced resolution and upsampled (the merge head itself is local: a few pixels)."""
-        r = reference
         if self.merge_head is None:
             if not return_maps:
                 return synthesis
             b, n, _, h, w = x.shape
             return torch.cat([synthesis, synthesis.new_zeros(b, n, h, w), synthesis.new_ones(b, 1, h, w)], 1)
         if not return_maps:
-            return self.merge_head(synthesis, x, r)
-        weights, alpha = self.merge_head.maps(synthesis, x, r)
+            return self.merge_head(synthesis, x, reference)
+        weights, alpha = self.merge_head.maps(synthesis, x, reference)
         return torch.cat([self.merge_head.compose(weights, alpha, synthesis, x), weights, alpha], 1)
