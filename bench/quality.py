@@ -65,6 +65,7 @@ def main() -> None:
     for name in ("twostage", "stack"):
         if available_sizes(name):
             single_methods[name] = learned_expander(name)
+            single_methods[f"{name} (camera's curve)"] = learned_expander(name, camera_curve=True)
     single = score_single_image(single_methods, singles)
     if args.json:
         print(json.dumps({"multi_exposure": multi, "single_image": single}, indent=2))

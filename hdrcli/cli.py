@@ -751,6 +751,7 @@ def train(
     no_export: Annotated[bool, typer.Option("--no-export", help="Write only the checkpoint, no weights file.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help="Allow replacing an existing --export file; without --export: replace the shipped weights/BACKEND-SIZE.pt (history kept in the manifest, ONNX exports marked stale).")] = False,
     val_scenes: Annotated[Optional[int], typer.Option("--val-scenes", min=1, help="Validate on the first N held-out scenes only (default all: 40 brackets or 20 single images).")] = None,
+    realism: Annotated[bool, typer.Option("--realism/--no-realism", help="Simulated data with phone processing (local tone mapping, sharpening, JPEG), high ISO and night scenes with large lights on a share of samples; --no-realism: a plain camera (curve, noise, 8 bits).")] = True,
 ) -> None:
     """Train a learned backend (CPU or CUDA; multi-GPU with torchrun)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -761,7 +762,7 @@ def train(
                       val_every=val_every, seed=seed, device=device, run_dir=str(run_dir),
                       resume=str(resume) if resume else None, init=str(init) if init else None, reference_ev=_ev_range(reference_ev),
                       max_minutes=max_minutes, export=not no_export, export_path=str(export) if export else None,
-                      overwrite=overwrite, val_scenes=val_scenes)
+                      overwrite=overwrite, val_scenes=val_scenes, realism=realism)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err)
     with progress:

@@ -16,8 +16,10 @@ with camera shake and a moving object:
 * learned backends with shipped weights, run as `hdr fuse` runs them (torch, tiled,
   frames re-encoded with the bracket's self-calibrated camera response).
 
-Single-image methods: ``inverse-gamma`` (LDR**2.2) against the learned expansions, all
-scale-aligned to the ground truth (single-image HDR is only known up to scale).
+Single-image methods: ``inverse-gamma`` (LDR**2.2) against the learned expansions as
+``hdr expand`` runs them (the photo linearised with sRGB where it is well exposed), and
+with the simulated camera's own curve (``--crf``); all scale-aligned to the ground truth
+(single-image HDR is only known up to scale).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from hdrcli.training.camera import (
     BracketSample,
     CameraSimulator,
     inverse_gamma,
+    inverse_response_table,
     list_radiance_maps,
     split_maps,
     validation_brackets,
@@ -127,10 +130,15 @@ def learned_fuser(name: str):
     return lambda sample: runner.fuse(list(sample.ldr), list(sample.exposures), reference=sample.reference)
 
 
-def learned_expander(name: str):
+def learned_expander(name: str, camera_curve: bool = False):
+    """``hdr expand`` with a learned backend: the photo linearised with sRGB (what hdrcli assumes
+    of an unknown camera), or with ``camera_curve`` the simulated camera's own inverse curve
+    (what ``--crf`` gives when the camera's response is known)."""
     from hdrcli.runtime import TorchRunner
 
     runner = TorchRunner(name)
+    if camera_curve:
+        return lambda sample: runner.expand_photo(sample.ldr, response=inverse_response_table(sample.curve)).hdr
     return lambda sample: runner.expand(sample.ldr)
 
 

@@ -26,6 +26,7 @@ from hdrcli.training.losses import (
     GravitatedLatentSpaceLoss,
     ciede2000,
     color_loss_ciede2000,
+    highlight_log_l1,
     disentangle_loss,
     mu_law_l1,
     ssim,
@@ -231,11 +232,38 @@ def test_synthesis_layer_matches_opencv_debevec():
     theirs = cv2.createMergeDebevec().process(u8, times, response.reshape(256, 1, 3).copy())
     stack = torch.tensor(np.stack([f.pixels for f in frames])).permute(0, 3, 1, 2).contiguous().requires_grad_(True)
     ours = hdr_synthesis(stack, torch.tensor(np.log2(times)), torch.tensor(np.log(response.T)))
-    # Same response, same weights: agreement to float32 rounding (max relative 1e-4).
-    np.testing.assert_allclose(ours.detach().permute(1, 2, 0).numpy(), theirs, rtol=1e-4)
+    # Same response, same weights: agreement to float32 rounding (max relative 1e-4) wherever a
+    # frame has weight; a pixel clipped in every frame takes the shortest frame's value.
+    codes = np.stack([f.astype(np.float32) for f in u8])
+    weighted = np.minimum(codes, 255 - codes).mean(-1).max(0) > 0
+    ours_np = ours.detach().permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(ours_np[weighted], theirs[weighted], rtol=1e-4)
+    clipped = (codes.mean(-1).min(0) >= 255)
+    if clipped.any():  # the shortest frame's clipping level: 1 / t_min in the response's units
+        level = np.exp(np.log(response[255]) - np.log(times.min()))
+        np.testing.assert_allclose(ours_np[clipped], np.broadcast_to(level, ours_np[clipped].shape), rtol=1e-4)
     ours.mean().backward()
     for j in range(3):
         assert torch.count_nonzero(stack.grad[j]) > 0.99 * stack.grad[j].numel(), f"frame {j} gets no gradient"
+
+
+def test_synthesis_of_a_light_clipped_in_every_frame_is_at_least_the_shortest_frames_level():
+    stack = torch.full((3, 3, 4, 4), 0.5)
+    stack[:, :, 0, 0] = 1.0  # clipped in every frame
+    stack[:, :, 1, 1] = 0.0  # black in every frame
+    evs = torch.tensor([-2.0, 0.0, 2.0])
+    g = torch.log(torch.linspace(1e-3, 1.0, 256)).expand(3, 256).contiguous()
+    g[:, 255] = 0.0
+    hdr = hdr_synthesis(stack, evs, g)
+    assert torch.allclose(hdr[:, 0, 0], torch.full((3,), 4.0), rtol=1e-4)  # 2**2: the -2 EV frame's clipping level
+    assert torch.allclose(hdr[:, 1, 1], torch.exp(g[:, 0]) / 4, rtol=1e-4)  # the +2 EV frame's black
+
+
+def test_stack_model_exposures_are_ordered_pixel_by_pixel():
+    model = create_model("stack", "lite").eval()
+    with torch.no_grad():
+        stack, evs, _ = model.generate_stack(torch.rand(1, 3, 32, 32))
+    assert torch.all(stack[:, 1:] >= stack[:, :-1])  # a longer exposure is never darker
 
 
 def test_synthesis_layer_solves_its_own_response():
@@ -277,6 +305,24 @@ def test_synthesis_on_synthetic_gamma_stack():
 def test_ciede2000_reference_values(lab1, lab2, expected):
     d = ciede2000(torch.tensor(lab1).view(1, 3, 1, 1), torch.tensor(lab2).view(1, 3, 1, 1))
     assert d.item() == pytest.approx(expected, abs=1e-3)
+
+
+def test_highlight_loss_weighs_only_clipped_pixels_in_log_terms():
+    ldr = torch.full((1, 3, 8, 8), 0.5)
+    ldr[..., :2, :2] = 1.0  # a clipped light
+    target = torch.full((1, 3, 8, 8), 0.2)
+    target[..., :2, :2] = 20.0
+    assert highlight_log_l1(target, target, ldr) < 1e-6
+    flat = target.clone()
+    flat[..., :2, :2] = 1.2  # the flat "just above clipping" guess
+    assert abs(float(highlight_log_l1(flat, target, ldr)) - math.log(20.0 / 1.2)) < 1e-2
+    wrong_elsewhere = target.clone()
+    wrong_elsewhere[..., 4:, 4:] = 5.0  # unclipped pixels are the mu-law losses' business
+    assert highlight_log_l1(wrong_elsewhere, target, ldr) < 1e-6
+    assert highlight_log_l1(target, target, torch.full((1, 3, 8, 8), 0.5)) == 0  # nothing clipped
+    pred = flat.clone().requires_grad_(True)
+    highlight_log_l1(pred, target, ldr).backward()
+    assert pred.grad[..., :2, :2].lt(0).all()  # pushes the light up
 
 
 def test_ciede2000_loss_is_differentiable():

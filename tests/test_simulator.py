@@ -22,6 +22,8 @@ from hdrcli.training.camera import (
     jpeg_roundtrip,
     night_lights,
     validation_brackets,
+    validation_singles,
+    inverse_response_table,
 )
 from hdrcli.training.data import SimulatedData, canonical_sample
 from tests.conftest import SHARED, shared_path
@@ -31,6 +33,8 @@ PATCH = 64
 # sha256 of the 8-bit codes of validation_brackets(sim, per_map=2) on MAPS (patch 64, max_side 256),
 # computed with the original 3-frame simulator: the legacy validation set must not change.
 LEGACY_DIGEST = "0845a787d134802c54c7a1306207f6793b378e6ae5c5644ebdac27c8b6e2419d"
+# The same for validation_singles(sim, per_map=2): the single-image validation set must not change.
+LEGACY_SINGLES_DIGEST = "9d0f064dceefa79da10f05f10dd79ed37447c0cc96470fae495b64067d82a02e"
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +158,32 @@ def test_legacy_validation_set_unchanged(sim):
     again = validation_brackets(sim, per_map=2, frames=5)
     assert all(s.ldr.shape[0] == 5 and s.reference == 2 and s.effects == () for s in more)
     np.testing.assert_array_equal(more[3].ldr, again[3].ldr)
+
+
+def test_single_photos_plain_by_default_realistic_on_request(sim):
+    plain = validation_singles(sim, per_map=2)
+    assert all(s.effects == () for s in plain)
+    codes = np.concatenate([np.round(s.ldr * 255).astype(np.uint8).ravel() for s in plain])
+    assert hashlib.sha256(codes.tobytes()).hexdigest() == LEGACY_SINGLES_DIGEST
+    night = sim.single(np.random.default_rng(3), {"night": 1.0, "phone": 1.0})
+    assert {"night", "high_iso", "phone"} <= set(night.effects)
+    assert night.ldr.shape == (PATCH, PATCH, 3) and 0 <= night.ldr.min() and night.ldr.max() <= 1
+    assert night.hdr.max() > 1  # light sources beyond the photo's clipping level
+    assert np.mean(night.ldr.max(-1) >= 254.5 / 255) > 0  # ... which the photo clips
+    effects = [s.effects for s in validation_singles(sim, per_map=2, realism=True)]
+    assert any(effects) and effects == [s.effects for s in validation_singles(sim, per_map=2, realism=True)]
+    batch = SimulatedData(sim, "single-image", seed=1, realism=False).batch(2)
+    assert batch["ldr"].shape == (2, 3, PATCH, PATCH)
+
+
+def test_inverse_response_table_inverts_the_simulated_curve():
+    from hdrcli.merge.expand import srgb_decode
+    from hdrcli.training.camera import CameraCurves
+
+    curves = CameraCurves.load(SHARED)
+    table = inverse_response_table(curves.curves[curves.names.index("srgb")])
+    assert table.shape == (256, 3) and table[255].mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(table[:, 1], srgb_decode(np.arange(256) / 255.0), atol=2e-3)
+    for index in range(len(curves.names)):  # every curve: finite, increasing, 0 at black
+        t = inverse_response_table(curves.curves[index])[:, 0]
+        assert np.isfinite(t).all() and np.all(np.diff(t) >= 0) and t[0] <= 0.05

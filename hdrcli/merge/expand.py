@@ -41,6 +41,7 @@ SHADOW_LOW, SHADOW_HIGH = 0.012, 0.025  # display-referred max_c(x): full / no s
 GUIDED_RADIUS, GUIDED_EPS = 3, 0.01**2  # guided filter window (px) and edge threshold (display units^2)
 GAIN_SLOPE = 0.25  # stops per pixel from a clip border: how steeply the expansion may rise
 BAND_LOW = 0.55  # display-referred max_c(x) from which unclipped pixels anchor the prediction's scale
+SLOPE_LIMITS = (0.25, 1.5)  # range of the log-log slope that maps a prediction's contrast onto the photo's
 _EPS = 1e-6
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec. 709 luminance weights
 
@@ -169,6 +170,28 @@ def border_scale(linear: np.ndarray, prediction: np.ndarray, anchors: np.ndarray
     return np.exp(field).astype(np.float32)
 
 
+def contrast_slope(y_lin: np.ndarray, y_pred: np.ndarray, anchors: np.ndarray,
+                   limits: tuple[float, float] = SLOPE_LIMITS) -> float:
+    """Slope of log(photo) against log(prediction) over the bright unclipped ``anchors``.
+
+    A network renders the photo's bright tones through its own idea of the camera curve
+    (the stack model through the response it solves from its generated exposures): where
+    the sRGB-linearised photo rises by one stop, its prediction may rise by three. The
+    prediction's brightness in a clipped light, relative to the light's surround, is
+    converted to the photo's scale with this slope, so the expansion does not inherit
+    the network's curve. 1 (no change) with fewer than 64 anchors or too narrow a range.
+    """
+    if anchors.sum() < 64:
+        return 1.0
+    x = np.log(np.maximum(y_pred[anchors], _EPS)).astype(np.float64)
+    y = np.log(np.maximum(y_lin[anchors], _EPS)).astype(np.float64)
+    x0, y0 = x - x.mean(), y - y.mean()
+    spread = float((x0 * x0).mean())
+    if spread < 0.05**2:
+        return 1.0
+    return float(np.clip((x0 * y0).mean() / spread, *limits))
+
+
 def fill_holes(values: np.ndarray, domain: np.ndarray, max_iterations: int = 2000) -> np.ndarray:
     """Grey-level hole filling (morphological reconstruction by erosion) of ``values`` inside ``domain``.
 
@@ -261,6 +284,7 @@ def compose(image: np.ndarray, prediction: np.ndarray | None, *, response: np.nd
             y_lin = np.maximum(lin @ _LUMA, _EPS)[..., None]
             y_pred = np.maximum(np.asarray(prediction, np.float32), 0.0) @ _LUMA
             anchors = (alpha <= 0) & (display.max(-1) >= BAND_LOW) & (lin.min(-1) > 1e-4)
+            y_pred = np.exp(contrast_slope(y_lin[..., 0], y_pred, anchors) * np.log(np.maximum(y_pred, _EPS)))
             y_pred = y_pred[..., None] * border_scale(y_lin, y_pred[..., None], anchors)
             log_gain = np.log(np.maximum(y_pred / y_lin, 1.0))[..., 0] * (full > 0)
             expanded = lin * np.exp(smooth_gain(log_gain, full > 0))[..., None]

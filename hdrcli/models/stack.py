@@ -131,6 +131,13 @@ class RecursiveStackHDR(nn.Module):
                 out.append(image)
                 extras[f"tone_{tag}"].append(tone)
                 extras[f"edge_{tag}"].append(edges)
+        # One scene: a longer exposure is never darker, pixel by pixel. Unconstrained, the
+        # stop-up frames came out below the input inside clipped lights (0.87-0.96 where the
+        # input is 1), and the merge read every light as dim: the output never rose above it.
+        for frames, bound in ((ups, torch.maximum), (downs, torch.minimum)):
+            previous = x
+            for k, frame in enumerate(frames):
+                frames[k] = previous = bound(frame, previous)
         stack = torch.stack(downs[::-1] + [x] + ups, dim=1)
         evs = torch.arange(-self.steps, self.steps + 1, dtype=x.dtype, device=x.device) * self.ev_step
         return stack, evs, extras

@@ -8,7 +8,9 @@
    g(Z - 1) (the paper's eq. 3): gradients reach every pixel of every frame.
 3. The log-domain merge ln E = sum_j w(Z_j) (g_hat(Z_j) - ln t_j) / sum_j w(Z_j), with
    OpenCV's triangle weights averaged over channels, so that on 8-bit stacks and the same
-   response it reproduces OpenCV's MergeDebevec.
+   response it reproduces OpenCV's MergeDebevec, except where no frame has any weight
+   (clipped or black in every frame): the shortest (clipped) or longest (black) frame
+   decides there, not the average of all frames.
 
 The response is normalised so that g(255) = 0 when solved here: a pixel at the clipping
 level of the EV-0 frame merges to radiance 1.
@@ -116,7 +118,15 @@ def hdr_synthesis(
     g_hi = torch.gather(table, 4, flat(lo_idx + 1)).view_as(codes)
     g_hat = g_lo + frac * (g_hi - g_lo)
 
-    weights = triangle_weights(codes).mean(dim=2, keepdim=True) + _EPS  # (B, P, 1, H, W)
+    # A pixel clipped (or black) in every frame has no weight anywhere. OpenCV then averages
+    # the frames, which put every clipped light at the middle frame's clipping level; here
+    # the shortest frame decides a clipped pixel (its radiance is at least that frame's
+    # clipping level) and the longest a black one, as in hdrcli's classical merge.
+    shortest = (evs == evs.min(dim=1, keepdim=True).values).to(stack.dtype)[:, :, None, None, None]
+    longest = (evs == evs.max(dim=1, keepdim=True).values).to(stack.dtype)[:, :, None, None, None]
+    bright = (codes.detach().mean(dim=2, keepdim=True).amax(dim=1, keepdim=True) >= 128).to(stack.dtype)
+    fallback = bright * shortest + (1 - bright) * longest  # (B, P, 1, H, W)
+    weights = triangle_weights(codes).mean(dim=2, keepdim=True) + _EPS * fallback
     log_t = (evs * torch.log(torch.tensor(2.0, device=stack.device, dtype=stack.dtype)))[:, :, None, None, None]
     log_e = (weights * (g_hat - log_t)).sum(1) / weights.sum(1)
     radiance = torch.exp(log_e)

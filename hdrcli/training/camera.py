@@ -186,6 +186,7 @@ class SingleSample:
     stack: np.ndarray  # (P, H, W, 3) noise-free renders at EVs ``evs`` (for the stack model)
     evs: np.ndarray
     curve: np.ndarray  # (1024,) the forward camera curve used
+    effects: tuple[str, ...] = ()  # realism steps applied: "phone", "high_iso", "night"
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
@@ -291,14 +292,15 @@ def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
     return (cv2.imdecode(buffer, cv2.IMREAD_COLOR)[..., ::-1] / np.float32(255)).astype(np.float32)
 
 
-def night_lights(rng: np.random.Generator, side: int, margin: int, key: float) -> np.ndarray:
-    """(side, side, 3) radiance of 1-6 small coloured light sources inside the margin, 50-5000x ``key``."""
+def night_lights(rng: np.random.Generator, side: int, margin: int, key: float, size_factor: float = 1.0) -> np.ndarray:
+    """(side, side, 3) radiance of 1-6 small coloured light sources inside the margin, 50-5000x ``key``;
+    ``size_factor`` scales their radii (0.8-3% of the side at 1)."""
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
     inner = side - 2 * margin
     lights = np.zeros((side, side, 3), np.float32)
     for _ in range(int(rng.integers(1, 7))):
         cy, cx = rng.uniform(margin, side - margin, 2)
-        radius = max(1.0, float(rng.uniform(0.008, 0.03)) * inner)
+        radius = max(1.0, float(rng.uniform(0.008, 0.03)) * inner * size_factor)
         d2 = (yy - cy) ** 2 + (xx - cx) ** 2
         if rng.random() < 0.5:  # soft blob
             shape = np.exp(-d2 / (2 * radius**2))
@@ -466,18 +468,41 @@ class CameraSimulator:
         return BracketSample(np.stack(ldr).astype(np.float32), (2.0**stops).astype(np.float32),
                              np.ascontiguousarray(hdr), motion, self.curves.curves[curve], reference, tuple(effects))
 
-    def single(self, rng: np.random.Generator) -> SingleSample:
+    def single(self, rng: np.random.Generator, realism: bool | Mapping[str, float] | None = False) -> SingleSample:
+        """One auto-exposed photo of a crop and its radiance (1 = the photo's clipping level).
+
+        ``realism=False`` (the default, and the validation set's) renders the original
+        samples with the original random sequence. ``None``/``True``/a mapping turns on the
+        realism steps as for brackets (``REALISM``): phone processing (local tone mapping,
+        sharpening, JPEG), high ISO, and night (exposed 0-2 stops under auto-exposure, with
+        1-6 light sources up to 4x larger than in brackets, so a photo holds large clipped
+        lights). ``effects`` names the steps applied.
+        """
         size, stack_evs = self.patch, self.stack_evs
         scene = self._crop(rng, size)
         key = float(np.exp(np.mean(np.log(_luminance(scene) + 1e-6))))
         scale = np.float32(0.18 * 2.0 ** rng.uniform(-1, 1.5) / max(key, 1e-9))
         curve = int(rng.integers(len(self.curves.names)))
         profile = int(rng.integers(len(self.noise.a)))
+        gain = float(2.0 ** rng.uniform(-1, 1))
+        phone, effects = None, []
+        if realism is not False:
+            shares = _realism_shares(realism)
+            night = bool(rng.random() < shares["night"])
+            high_iso = night or bool(rng.random() < shares["high_iso"])
+            phone = PhoneStyle.draw(rng, size) if rng.random() < shares["phone"] else None
+            if high_iso:
+                profile = int(rng.choice(self.noise.in_iso_range(*HIGH_ISO)))
+            if night:  # a night photo keeps its mood: darker than auto-exposure, lights far above it
+                scale = np.float32(scale * 2.0 ** -rng.uniform(0.0, 2.0))
+                scene = scene + night_lights(rng, size, size // 16, key, size_factor=float(rng.uniform(1.0, 4.0)))
+            effects = [name for name, on in (("phone", phone is not None), ("high_iso", high_iso), ("night", night)) if on]
         radiance = scene * scale
-        ldr = self._expose(rng, radiance, curve, profile, float(2.0 ** rng.uniform(-1, 1)))
+        ldr = self._expose(rng, radiance, curve, profile, gain, phone)
         stack = np.stack([np.round(self.curves.apply(curve, radiance * np.float32(2.0**e)) * 255) / 255 for e in stack_evs])
         return SingleSample(ldr.astype(np.float32), np.minimum(radiance, self.max_radiance).astype(np.float32),
-                            stack.astype(np.float32), np.asarray(stack_evs, np.float32), self.curves.curves[curve])
+                            stack.astype(np.float32), np.asarray(stack_evs, np.float32), self.curves.curves[curve],
+                            tuple(effects))
 
 
 def validation_brackets(sim: CameraSimulator, per_map: int = 2, seed: int = 1234, frames: int = 3,
@@ -504,17 +529,31 @@ def validation_brackets(sim: CameraSimulator, per_map: int = 2, seed: int = 1234
     return samples
 
 
-def validation_singles(sim: CameraSimulator, per_map: int = 1, seed: int = 4321) -> list[SingleSample]:
+def validation_singles(sim: CameraSimulator, per_map: int = 1, seed: int = 4321,
+                       realism: bool | Mapping[str, float] | None = False) -> list[SingleSample]:
+    """Deterministic single-image validation set: ``per_map`` photos per map (``realism`` as for
+    :meth:`CameraSimulator.single`; the default False is the set published scores rest on)."""
     samples = []
     for index in range(len(sim.images)):
         rng = np.random.default_rng(seed + index)
         original = sim.images
         sim.images = [original[index]]
         try:
-            samples.extend(sim.single(rng) for _ in range(per_map))
+            samples.extend(sim.single(rng, realism) for _ in range(per_map))
         finally:
             sim.images = original
     return samples
+
+
+def inverse_response_table(forward: np.ndarray) -> np.ndarray:
+    """The (256, 3) inverse response (hdrcli.merge.response's form: code -> irradiance, 1 at code
+    255) of a simulated camera's forward curve (1024 samples of brightness over irradiance [0, 1])."""
+    forward = np.maximum.accumulate(np.asarray(forward, np.float64))
+    irradiance = np.linspace(0.0, 1.0, forward.size)
+    keep = np.concatenate([[True], np.diff(forward) > 0])  # np.interp needs increasing abscissae
+    table = np.interp(np.arange(256) / 255.0, forward[keep], irradiance[keep])
+    table = table / max(table[-1], 1e-9)
+    return np.repeat(table[:, None], 3, axis=1).astype(np.float32)
 
 
 def inverse_gamma(ldr: np.ndarray, gamma: float = 2.2) -> np.ndarray:

@@ -82,17 +82,19 @@ class SimulatedData:
     samples of a batch; each bracket re-encoded by its self-calibrated response.
     """
 
-    def __init__(self, simulator: CameraSimulator, kind: str, seed: int, frames: int | None = None) -> None:
-        self.sim, self.kind, self.frames = simulator, kind, frames
+    def __init__(self, simulator: CameraSimulator, kind: str, seed: int, frames: int | None = None,
+                 realism: bool = True) -> None:
+        self.sim, self.kind, self.frames, self.realism = simulator, kind, frames, realism
         self.rng = np.random.default_rng(seed)
 
     def batch(self, size: int) -> dict[str, torch.Tensor]:
         if self.kind == "multi-exposure":
             frames = draw_frame_count(self.rng) if self.frames is None else self.frames
             reference = draw_reference(self.rng, frames)
-            samples = [canonical_sample(self.sim.bracket(self.rng, frames=frames, reference=reference)) for _ in range(size)]
+            samples = [canonical_sample(self.sim.bracket(self.rng, frames=frames, reference=reference,
+                                                         realism=None if self.realism else False)) for _ in range(size)]
             return {**bracket_batch(samples), "reference": torch.tensor(reference, dtype=torch.long)}
-        return single_batch([self.sim.single(self.rng) for _ in range(size)])
+        return single_batch([self.sim.single(self.rng, None if self.realism else False) for _ in range(size)])
 
     def state(self) -> dict:
         return self.rng.bit_generator.state

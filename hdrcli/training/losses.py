@@ -81,6 +81,25 @@ _SRGB_TO_XYZ = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
 _D65 = torch.tensor([0.95047, 1.0, 1.08883])
 
 
+def highlight_log_l1(pred: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor, tau: float = 0.95,
+                     eps: float = 1e-3) -> torch.Tensor:
+    """Mean L1 of log luminance over the pixels an LDR input clipped (HDRCNN's blend weight:
+    max channel above ``tau``, ramped to 1 at clipping).
+
+    The mu-law losses see a clipped light as a few pixels of an image and settle for a flat
+    value just above the clipping level (1.2-1.3 on real photos); in log terms a light 10x
+    too dark costs the same at any brightness, so the networks learn to expand.
+
+    Args:
+        pred, target: (B, 3, H, W) linear radiance, 1 = the input's clipping level.
+        ldr: (B, 3, H, W) the input in [0, 1].
+    """
+    alpha = ((ldr.amax(1, keepdim=True) - tau) / (1 - tau)).clamp(0, 1)
+    log_pred = torch.log(pred.clamp_min(0).mean(1, keepdim=True) + eps)
+    log_target = torch.log(target.mean(1, keepdim=True) + eps)
+    return (alpha * (log_pred - log_target).abs()).sum() / alpha.sum().clamp_min(1.0)
+
+
 def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB-encoded (B, 3, H, W) in [0, 1] -> CIELAB (D65), differentiable."""
     rgb = rgb.clamp(0, 1)

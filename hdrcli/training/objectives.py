@@ -16,6 +16,7 @@ from hdrcli.training.losses import (
     GravitatedLatentSpaceLoss,
     color_loss_ciede2000,
     disentangle_loss,
+    highlight_log_l1,
     mu_law,
     mu_law_l1,
     ssim,
@@ -65,6 +66,7 @@ class Objective:
     """Loss computation for one backend; holds loss parameters and the training phase."""
 
     SYNTHESIS_WEIGHT = 0.5  # auxiliary mu-law L1 on a merge head's synthesis
+    HIGHLIGHT_WEIGHT = 0.1  # single-image models: log L1 on the input's clipped pixels (highlight_log_l1)
 
     def __init__(self, backend: str, model: nn.Module, total_steps: int, pretrained: bool = False) -> None:
         self.backend, self.model, self.total_steps = backend, model, total_steps
@@ -112,8 +114,10 @@ class Objective:
             scale = model.max_radiance
             stage2 = mu_law_l1(hdr / scale, batch["hdr"] / scale)
             colour = color_loss_ciede2000((hdr.clamp(0, 1)) ** (1 / 2.2), batch["hdr"].clamp(0, 1) ** (1 / 2.2))
-            loss = stage1 + stage2 + 1e-3 * colour
-            return loss, {"stage1": float(stage1), "l1_mu": float(stage2), "ciede": float(colour)}
+            highlight = highlight_log_l1(hdr, batch["hdr"], batch["ldr"])
+            loss = stage1 + stage2 + 1e-3 * colour + self.HIGHLIGHT_WEIGHT * highlight
+            return loss, {"stage1": float(stage1.detach()), "l1_mu": float(stage2.detach()), "ciede": float(colour.detach()),
+                          "highlight": float(highlight.detach())}
         if self.backend == "stack":
             return self._stack_loss(model, batch)
         raise ValueError(f"no objective for {self.backend}")
@@ -138,5 +142,7 @@ class Objective:
         hdr = hdr_synthesis(stack, evs.to(stack))
         scale = 64.0  # the simulator's max_radiance: HDR loss on radiance / scale
         l_hdr = mu_law_l1(hdr / scale, batch["hdr"] / scale)
-        loss = l1 + l_global + l_edge + l_hdr
-        return loss, {"stack_l1": float(l1.detach()), "edge": float(l_edge.detach()), "l1_mu": float(l_hdr.detach())}
+        highlight = highlight_log_l1(hdr, batch["hdr"], batch["ldr"])
+        loss = l1 + l_global + l_edge + l_hdr + self.HIGHLIGHT_WEIGHT * highlight
+        return loss, {"stack_l1": float(l1.detach()), "edge": float(l_edge.detach()), "l1_mu": float(l_hdr.detach()),
+                      "highlight": float(highlight.detach())}

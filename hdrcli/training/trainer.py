@@ -68,6 +68,7 @@ class TrainConfig:
     overwrite: bool = False  # may replace an existing export_path; without export_path: replace weights/BACKEND-SIZE.pt
     val_scenes: int | None = None  # validate on the first N held-out scenes only (default: all 40 / 20)
     max_minutes: float | None = None
+    realism: bool = True  # simulated data: phone processing, high ISO, night (REALISM shares); False: plain camera
     previous_commands: list[str] = field(default_factory=list)  # filled from a resumed checkpoint
     previous_hardware: list[str] = field(default_factory=list)  # one entry per earlier segment, when recorded
     initialised_from: dict | None = None  # filled by --init: the starting weights and their manifest record
@@ -167,11 +168,13 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
         steps = getattr(model.module if world > 1 else model, "steps", 2)
         sim = CameraSimulator(train_maps, patch=cfg.patch, stack_evs=tuple(float(e) for e in range(-steps, steps + 1)),
                               reference_ev=tuple(cfg.reference_ev))
-        data = SimulatedData(sim, spec.kind, cfg.seed + rank)
+        data = SimulatedData(sim, spec.kind, cfg.seed + rank, realism=cfg.realism)
         # --val-scenes N: the first N scenes of the full validation set (same seeds), from the maps they need.
         val_used = val_maps[:Validator.maps_needed(spec.kind, cfg.val_scenes, len(val_maps))]
         val_sim = CameraSimulator(val_used, patch=cfg.val_patch) if rank == 0 else None
-        data_note = (f"camera simulation of {len(train_maps)} radiance maps under {data_path}; "
+        data_note = (f"camera simulation of {len(train_maps)} radiance maps under {data_path}"
+                     + (" (realism steps: phone processing, high ISO, night)" if cfg.realism else " (plain camera, no realism steps)")
+                     + "; "
                      f"validation: {len(val_maps)} held-out maps ({', '.join(p.name for p in val_maps)})"
                      + (f", first {cfg.val_scenes} scenes (--val-scenes)" if cfg.val_scenes else ""))
     validator = Validator(spec.kind, val_sim, device, cfg.val_scenes) if val_sim is not None else None
