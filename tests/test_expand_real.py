@@ -22,6 +22,7 @@ from hdrcli.io.hdr import read_hdr
 from hdrcli.merge.expand import (
     border_scale,
     compose,
+    contrast_slope,
     guided_filter,
     highlight_alpha,
     linearise,
@@ -229,3 +230,15 @@ def test_cli_crf_is_used(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "cam.crf" in r.stderr
     np.testing.assert_allclose(read_hdr(out), (128 / 255) ** 3.0, rtol=3e-3)
+
+
+def test_contrast_slope_maps_a_steeper_rendering_onto_the_photo():
+    rng = np.random.default_rng(0)
+    y_lin = rng.uniform(0.2, 0.9, (32, 32)).astype(np.float32)
+    anchors = np.ones((32, 32), bool)
+    steeper = y_lin ** 1.6 * 0.3  # a network rendering 1.6 stops per stop of the photo, any scale
+    assert contrast_slope(y_lin, steeper, anchors) == pytest.approx(1 / 1.6, rel=1e-3)
+    assert contrast_slope(y_lin, 2 * y_lin, anchors) == pytest.approx(1.0, rel=1e-3)
+    assert contrast_slope(y_lin, steeper, np.zeros_like(anchors)) == 1.0  # no anchors: unchanged
+    assert contrast_slope(y_lin, np.full_like(y_lin, 0.5), anchors) == 1.0  # flat prediction: unchanged
+    assert contrast_slope(y_lin, y_lin ** 10, anchors) == 0.25  # clipped to its limits

@@ -11,8 +11,10 @@ result is composed from the photo itself, in the manner of HDRCNN (Eilertsen et 
    when the pixels are linear already (camera RAW). 1.0 = the photo's clipping level.
 2. **Highlights**: a blend weight from the brightest channel near clipping,
    ``alpha = max(0, max_c(x) - tau) / (1 - tau)`` with tau = 0.95 (HDRCNN), widened by a
-   small Gaussian so the transition has no hard outline. The prediction's luminance is
-   first scaled to agree with the photo's on the bright, unclipped pixels around each
+   small Gaussian so the transition has no hard outline. The prediction's contrast is
+   first mapped onto the photo's (:func:`contrast_slope`: the log-log slope between the
+   two on bright unclipped pixels, since a network renders tones through its own curve),
+   and its luminance scaled to agree with the photo's on the bright, unclipped pixels around each
    clipped region (a smooth log-ratio field, filled in from those borders coarse to
    fine), so the blend joins the two without a step (no halo rings or outlines). It
    enters as a luminance gain on the linearised photo: brightness from the prediction,
