@@ -201,8 +201,8 @@ def _alive(pid: int) -> bool:
 def test_workers_die_with_a_killed_batch(tmp_path, sig):
     folder = tmp_path / "shoot"
     folder.mkdir()
-    scene = textured_scene(300, 400, seed=5, stops=8)
-    for i in range(18):  # 6 brackets of 3 frames, 5 minutes apart
+    scene = textured_scene(480, 640, seed=5, stops=8)
+    for i in range(48):  # 16 brackets of 3 frames, 5 minutes apart: more work than the test waits for
         when = T0 + timedelta(minutes=5 * (i // 3), seconds=0.5 * (i % 3))
         shoot(folder / f"f{i:02d}.jpg", scene, [1 / 200, 1 / 50, 1 / 12.5][i % 3], when)
     out = tmp_path / "out"
@@ -217,7 +217,7 @@ def test_workers_die_with_a_killed_batch(tmp_path, sig):
                 break
             time.sleep(0.2)
         assert proc.poll() is None and workers, "the batch ended before it could be killed"
-        time.sleep(1.0)
+        time.sleep(0.5)
         workers = _children(proc.pid)
         os.kill(proc.pid, sig)
         _, stderr = proc.communicate(timeout=30)
@@ -231,7 +231,7 @@ def test_workers_die_with_a_killed_batch(tmp_path, sig):
             proc.kill()
     # The report was written at the start, so the interrupted run has one.
     report = json.loads((out / "hdr-batch-report.json").read_text())
-    assert [row["group"] for row in report] == [1, 2, 3, 4, 5, 6]
+    assert [row["group"] for row in report] == list(range(1, 17))
     if sig == signal.SIGKILL:
         assert np.all([row["status"] in ("pending", "done") for row in report])
     else:  # SIGTERM: one line, the workers stopped, no temp file, unfinished groups marked

@@ -61,7 +61,9 @@ def test_banded_merge_with_warps_equals_merging_warped_frames(monkeypatch, merge
     warped = [warp_frame(im, w) for im, w in zip(images, warps)]
     expected = merge(warped, TIMES, gamma_response(), guard=guard, threads=1)
     banded = merge(images, TIMES, gamma_response(), guard=guard, warps=warps, threads=2)
-    np.testing.assert_allclose(banded, expected, rtol=1e-5)
+    # The Debevec merge looks values up on 16-bit levels: warped values that differ by a
+    # float rounding can land on adjacent levels (5e-5 relative at most).
+    np.testing.assert_allclose(banded, expected, rtol=1e-4)
 
 
 def test_tripod_bracket_is_not_warped_and_shaken_frame_is():

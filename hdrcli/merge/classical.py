@@ -75,23 +75,55 @@ def _gaussian(z: np.ndarray) -> np.ndarray:
     return ((e4 / (e4 - 1.0)) * np.exp(-v * v) + 1.0 / (1.0 - e4)).astype(np.float32)
 
 
-def _guarded_weight(z: np.ndarray, shape, first: bool, last: bool, floor: float = 1e-4) -> np.ndarray:
-    """One weight per pixel (H, W, 1), see the module docstring; at least ``floor`` x the peak weight."""
-    peak = shape(np.full(1, 0.5, np.float32))[0]
-    # Explicit channel max/min: numpy reductions over a length-3 last axis are slow.
-    z_max = np.maximum(np.maximum(z[..., 0], z[..., 1]), z[..., 2])[..., None]
-    z_min = np.minimum(np.minimum(z[..., 0], z[..., 1]), z[..., 2])[..., None]
-    # The shortest frame keeps full weight in its highlights, the longest in its shadows.
-    high = np.full(z_max.shape, peak, np.float32) if first else np.where(z_max < 0.5, peak, shape(z_max))
-    low = np.full(z_min.shape, peak, np.float32) if last else np.where(z_min > 0.5, peak, shape(z_min))
-    return np.maximum(np.minimum(high, low), peak * np.float32(floor))
-
-
 EXPOSURE_WEIGHT_POWER = 0.25  # frame weight ~ (t / t_max) ** power (module docstring)
 # The learned merge head's power on a frame's dark pixels (ExposureMergeHead). Not used here:
 # in this merge it cost 0.34 dB on the simulated static set (38.68 against 39.02 dB) for
 # +0.07 dB on the 16-frame Memorial.
 SHADOW_WEIGHT_POWER = 1.0
+
+
+LEVELS = 65536  # lookup tables: one entry per 16-bit input level (8-bit codes k land exactly on k * 257)
+
+
+def levels(z: np.ndarray) -> np.ndarray:
+    """Pixel values in [0, 1] as uint16 table indices (nearest 16-bit level)."""
+    index = np.clip(z, 0.0, 1.0) * np.float32(LEVELS - 1)
+    index += np.float32(0.5)  # round half up: truncation below is floor for values >= 0
+    return index.astype(np.uint16)
+
+
+def guarded_weight_tables(shape: Callable[[np.ndarray], np.ndarray], first: bool, last: bool,
+                          floor: float = 1e-4, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A frame's guarded weight (module docstring) as two float32 (LEVELS,) tables, looked up by
+    the level of a pixel's brightest channel and of its darkest: the weight is their minimum
+    (:func:`weight_from_levels`). ``shape``: the hat (triangle or Gaussian); ``first`` /
+    ``last``: the shortest / longest frame; weights are at least ``floor`` x the peak, then
+    multiplied by ``scale``."""
+    z = np.linspace(0.0, 1.0, LEVELS, dtype=np.float32)
+    peak = shape(np.full(1, 0.5, np.float32))[0]
+    hat = shape(z)
+    # The shortest frame keeps full weight in its highlights, the longest in its shadows.
+    high = np.full(LEVELS, peak, np.float32) if first else np.where(z < 0.5, peak, hat)
+    low = np.full(LEVELS, peak, np.float32) if last else np.where(z > 0.5, peak, hat)
+    # max(min(high, low), f) == min(max(high, f), max(low, f)): the floor goes into both tables.
+    return tuple((np.maximum(t, peak * np.float32(floor)) * np.float32(scale)).astype(np.float32)
+                 for t in (high, low))
+
+
+def debevec_weight_tables(index: int, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`guarded_weight_tables` of frame ``index`` of a Debevec merge, with its exposure scale."""
+    scale = (times[index] / times.max()) ** EXPOSURE_WEIGHT_POWER
+    # The floor (a clipped or black frame's weight) scales with the smallest frame scale, so
+    # that it stays negligible next to any frame that measured the pixel.
+    floor = 1e-4 * (times.min() / times.max()) ** EXPOSURE_WEIGHT_POWER / scale
+    return guarded_weight_tables(_triangle, index == 0, index == len(times) - 1, floor, scale)
+
+
+def weight_from_levels(index: np.ndarray, tables: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(H, W, 1) weight from (H, W, 3) levels and :func:`debevec_weight_tables`."""
+    brightest = np.maximum(np.maximum(index[..., 0], index[..., 1]), index[..., 2])
+    darkest = np.minimum(np.minimum(index[..., 0], index[..., 1]), index[..., 2])
+    return np.minimum(tables[0].take(brightest), tables[1].take(darkest))[..., None]
 
 
 def debevec_weight(z: np.ndarray, index: int, times: np.ndarray, guard: bool = True) -> np.ndarray:
@@ -103,11 +135,17 @@ def debevec_weight(z: np.ndarray, index: int, times: np.ndarray, guard: bool = T
     if not guard:
         # OpenCV falls back to equal weights where every frame has weight 0.
         return _triangle(z).mean(axis=-1, keepdims=True) + np.float32(_EPS)
-    scale = (times[index] / times.max()) ** EXPOSURE_WEIGHT_POWER
-    # The floor (a clipped or black frame's weight) scales with the smallest frame scale, so
-    # that it stays negligible next to any frame that measured the pixel.
-    floor = 1e-4 * (times.min() / times.max()) ** EXPOSURE_WEIGHT_POWER / scale
-    return _guarded_weight(z, _triangle, index == 0, index == len(times) - 1, floor) * np.float32(scale)
+    return weight_from_levels(levels(z), debevec_weight_tables(index, np.asarray(times, np.float64)))
+
+
+def log_irradiance_table(response: np.ndarray, exposure: float) -> np.ndarray:
+    """float32 (3, LEVELS): log(f^-1(z) / exposure) per channel at every 16-bit level, f^-1
+    interpolated linearly between codes (exact for linear (RAW) data, and OpenCV's log-LUT
+    at integer codes), floored at 1e-10 before the log."""
+    grid = np.linspace(0.0, 1.0, LEVELS)
+    codes = np.arange(256) / 255.0
+    table = np.stack([np.interp(grid, codes, np.asarray(response[:, c], np.float64)) for c in range(3)])
+    return (np.log(np.maximum(table, 1e-10)) - np.log(exposure)).astype(np.float32)
 
 
 def _relative(exposures: list[float]) -> np.ndarray:
@@ -171,22 +209,25 @@ def merge_debevec(
         float32 (H, W, 3) radiance in units of the shortest exposure.
     """
     times = _relative(exposures)
-    log_times = [np.float32(np.log(t)) for t in times]
     h, w = images[0].shape[:2]
     out = np.empty((h, w, 3), np.float32)
+
+    # Per frame, log irradiance and weights are table lookups on 16-bit levels: 8-bit and
+    # 16-bit codes are exact, warped (interpolated) values within 1/65535 of their level.
+    # Half the time of computing them per pixel (1.7 s -> 0.8 s at 12 MP, 3 frames).
+    log_tables = [log_irradiance_table(response, t).reshape(-1) for t in times]
+    channel_offset = np.arange(3, dtype=np.int32) * LEVELS  # flat index of (channel, level)
+    weight_tables = [debevec_weight_tables(i, times) for i in range(len(images))] if guard else None
 
     def work(y0: int, y1: int) -> None:
         acc = np.zeros((y1 - y0, w, 3), np.float32)
         weight_sum = np.zeros((y1 - y0, w, 1), np.float32)
         for i in range(len(images)):
             z = _frame_rows(images, warps, i, y0, y1)
-            wt = debevec_weight(z, i, times, guard)
-            # Interpolate f^-1 linearly, then take the log: exact for linear (RAW) data, and
-            # identical to OpenCV's log-LUT at integer codes.
-            log_irradiance = _inverse_response(z, response)
-            np.maximum(log_irradiance, np.float32(1e-10), out=log_irradiance)
-            np.log(log_irradiance, out=log_irradiance)
-            log_irradiance -= log_times[i]
+            index = levels(z)
+            wt = debevec_weight(z, i, times, guard) if weight_tables is None else weight_from_levels(
+                index, weight_tables[i])
+            log_irradiance = log_tables[i].take(index + channel_offset)
             log_irradiance *= wt
             acc += log_irradiance
             weight_sum += wt
@@ -210,12 +251,14 @@ def merge_robertson(
     h, w = images[0].shape[:2]
     out = np.empty((h, w, 3), np.float32)
 
+    tables = [guarded_weight_tables(_gaussian, i == 0, i == last) for i in range(len(images))]
+
     def work(y0: int, y1: int) -> None:
         acc = np.zeros((y1 - y0, w, 3), np.float32)
         weight_sum = np.zeros((y1 - y0, w, 1 if guard else 3), np.float32)
         for i, t in enumerate(times):
             z = _frame_rows(images, warps, i, y0, y1)
-            wt = _guarded_weight(z, _gaussian, i == 0, i == last) if guard else _gaussian(z)
+            wt = weight_from_levels(levels(z), tables[i]) if guard else _gaussian(z)
             acc += np.float32(t) * wt * _inverse_response(z, response)
             weight_sum += np.float32(t * t) * wt
         np.divide(acc, np.maximum(weight_sum, np.float32(_EPS)), out=out[y0:y1])
