@@ -129,6 +129,29 @@ def test_merge_head_uses_the_synthesis_only_where_no_frame_sees():
     assert torch.allclose(head(synthesis, x, 1)[..., :5], synthesis[..., :5], atol=1e-2)
 
 
+@pytest.mark.parametrize("reference", [0, 1, 2])
+def test_merge_head_gate_only_where_it_counts_equals_everywhere(monkeypatch, reference):
+    """The gate runs on the other frames over the box where the reference is clipped or crushed;
+    the traced (ONNX) graph runs it everywhere: same maps."""
+    from hdrcli.models.blocks import ExposureMergeHead
+
+    torch.manual_seed(0)
+    head = ExposureMergeHead().requires_grad_(False)
+    for layer in head.gate[::2]:
+        torch.nn.init.normal_(layer.weight, std=0.3)
+    radiance = torch.rand(1, 3, 40, 48) * 0.1
+    radiance[..., 10:16, 30:37] = 6.0  # a light clipped in the reference and in the long frame
+    x = _bracket(radiance, [1.0, 4.0, 16.0])
+    synthesis = torch.rand(1, 3, 40, 48)
+    boxed = head.maps(synthesis, x, reference)
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)
+    everywhere = head.maps(synthesis, x, reference)
+    for a, b in zip(boxed, everywhere):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    head.gate[-1].bias.fill_(-30.0)  # the gate matters here: a gate trusting no frame changes the maps
+    assert not torch.allclose(head.maps(synthesis, x, reference)[0], everywhere[0], atol=1e-3)
+
+
 def test_merge_head_drops_a_ghosted_frame():
     from hdrcli.models.blocks import ExposureMergeHead
 

@@ -455,7 +455,6 @@ class ExposureMergeHead(nn.Module):
         # ghost: a small learned gate on (frame, reference, synthesis rendered at the frame's
         # exposure), initialised to trust every frame (so a scene only one frame shows is
         # that frame, not the synthesis).
-        b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
         ref_usable = usable[:, reference : reference + 1]
         offset = (0.03 / t)[:, :, None, None, None]
         ref_linear = linear[:, reference : reference + 1]
@@ -468,11 +467,8 @@ class ExposureMergeHead(nn.Module):
         k = self.log_ghost_scale.exp()
         # Normalised so that a frame in exact agreement has confidence 1 (its plain merge weight).
         tested = (torch.sigmoid(k * (self.ghost_threshold - distance)) / torch.sigmoid(k * self.ghost_threshold)).clamp(max=1.0)
-        rendered = (synthesis.detach()[:, None] * t[:, :, None, None, None]).clamp(0.0, 1.0) ** (1.0 / GAMMA)
-        gate_input = torch.cat([ldr, ldr[:, reference : reference + 1].expand(-1, n, -1, -1, -1), rendered,
-                                usable[:, :, None], ref_usable[:, :, None].expand(-1, n, -1, -1, -1)], dim=2)
-        learned = torch.sigmoid(self.gate(gate_input.flatten(0, 1))).view(b, n, h, w)
         trust = F.avg_pool2d(ref_usable, 5, stride=1, padding=2, count_include_pad=False)
+        learned = self._gate_maps(synthesis, ldr, usable, t, trust, reference)
         confidence = trust * tested + (1.0 - trust) * learned
         is_ref = torch.zeros(n, device=x.device)
         is_ref[reference] = 1.0
@@ -482,6 +478,47 @@ class ExposureMergeHead(nn.Module):
         weight = weight / weight.sum(dim=1, keepdim=True)
         alpha = 1.0 - (bounded * confidence).sum(dim=1, keepdim=True).clamp(max=1.0)
         return weight * (1.0 - alpha), alpha
+
+    GATE_REACH = 3  # pixels the gate sees around each one (three 3x3 convolutions)
+
+    def _gate_maps(self, synthesis: torch.Tensor, ldr: torch.Tensor, usable: torch.Tensor, t: torch.Tensor,
+                   trust: torch.Tensor, reference: int) -> torch.Tensor:
+        """The learned gate's confidence (B, N, H, W) in each frame, wherever it counts.
+
+        The gate only counts where ``trust`` < 1 (the reference is clipped or crushed within
+        2 pixels), and never for the reference (its confidence is 1). So it runs on the other
+        frames, over the bounding box of those pixels widened by its reach, and is 0
+        elsewhere: the same output as everywhere, at a fraction of the head's cost (on a
+        hand-held phone bracket, 1 of 3 frames' convolutions over part of the image). Traced
+        or compiled graphs (ONNX export) cannot depend on the data: they run the gate on the
+        whole image.
+        """
+        b, n, h, w = usable.shape
+        y0, y1, x0, x1 = 0, h, 0, w
+        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()):
+            needed = (trust < 1.0).any(dim=0)[0]
+            if not bool(needed.any()) or n == 1:
+                return torch.zeros_like(usable)
+            rows, cols = needed.any(dim=1).nonzero()[:, 0], needed.any(dim=0).nonzero()[:, 0]
+            r = self.GATE_REACH
+            y0, y1 = max(0, int(rows[0]) - r), min(h, int(rows[-1]) + 1 + r)
+            x0, x1 = max(0, int(cols[0]) - r), min(w, int(cols[-1]) + 1 + r)
+        others = [i for i in range(n) if i != reference]
+        box = (..., slice(y0, y1), slice(x0, x1))
+        pick = torch.tensor(others, device=ldr.device)
+        m = len(others)
+        frames = ldr[box].index_select(1, pick)
+        rendered = ((synthesis.detach()[box][:, None] * t.index_select(1, pick)[:, :, None, None, None])
+                    .clamp(0.0, 1.0) ** (1.0 / GAMMA))
+        ref_ldr = ldr[box][:, reference : reference + 1].expand(-1, m, -1, -1, -1)
+        ref_usable = usable[box][:, reference : reference + 1, None].expand(-1, m, -1, -1, -1)
+        gate_input = torch.cat([frames, ref_ldr, rendered, usable[box].index_select(1, pick)[:, :, None], ref_usable],
+                               dim=2)
+        learned = torch.sigmoid(self.gate(gate_input.flatten(0, 1))).view(b, m, y1 - y0, x1 - x0)
+        learned = F.pad(learned, (x0, w - x1, y0, h - y1))
+        # The reference's slot: any value (its confidence is raised to 1).
+        parts = [learned[:, :reference], torch.ones_like(learned[:, :1]), learned[:, reference:]]
+        return torch.cat(parts, dim=1)
 
     @staticmethod
     def compose(weights: torch.Tensor, alpha: torch.Tensor, synthesis: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
