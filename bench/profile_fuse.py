@@ -6,7 +6,9 @@ Cases (each in a fresh child process, files to files, as `hdr fuse` runs them):
   (3 x 4032x3024 hand-held JPEGs, default ECC alignment, EXR + preview);
 * ``debevec-1.5mp``: the same bracket downsized to 1414x1060 (written once to a temporary
   folder, exposures given from the originals' EXIF);
-* ``lffnet-12mp`` / ``lffnet-1.5mp``: the default learned backend on the same frames.
+* ``lffnet-12mp`` / ``lffnet-1.5mp``: the default learned backend on the same frames;
+* ``debevec-24mp`` / ``lffnet-24mp``: the same bracket upsized to 24 MP (5657x4243, bicubic,
+  JPEG quality 95): a full-frame camera's size.
 
 Printed per case: the stages of FuseResult.timings (read, exif, model load, align,
 calibrate, merge or network, EXR write, preview), wall and CPU seconds of the whole job
@@ -29,14 +31,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from hdrcli.training.camera import SHARED_DATA
 
 FOLDER = SHARED_DATA / "brackets" / "iphone_handheld"
-CASES = ("debevec-1.5mp", "debevec-12mp", "lffnet-1.5mp", "lffnet-12mp")
+CASES = ("debevec-1.5mp", "debevec-12mp", "lffnet-1.5mp", "lffnet-12mp", "debevec-24mp", "lffnet-24mp")
 
 
-def small_bracket(folder: Path) -> tuple[list[Path], list[float]]:
-    """The iphone bracket at 1.5 MP (JPEG quality 95) and its EXIF exposure times."""
+def resized_bracket(folder: Path, megapixels: float) -> tuple[list[Path], list[float]]:
+    """The iphone bracket resized to ``megapixels`` (JPEG quality 95) and its EXIF exposure times."""
     import cv2
 
     from hdrcli.exposure import exif_exposures
@@ -45,14 +49,17 @@ def small_bracket(folder: Path) -> tuple[list[Path], list[float]]:
     sources = sorted(FOLDER.glob("*.jpeg"))
     frames = read_frames(sources)
     paths = []
+    folder.mkdir(parents=True, exist_ok=True)
     for frame in frames:
         h, w = frame.pixels.shape[:2]
-        scale = (1.5e6 / (h * w)) ** 0.5
-        small = cv2.resize(frame.pixels, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        scale = (megapixels * 1e6 / (h * w)) ** 0.5
+        resized = cv2.resize(frame.pixels, (round(w * scale), round(h * scale)),
+                             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
         path = folder / frame.name
-        cv2.imwrite(str(path), cv2.cvtColor((small * 255 + 0.5).astype("uint8"), cv2.COLOR_RGB2BGR),
+        cv2.imwrite(str(path), cv2.cvtColor(np.clip(resized * 255 + 0.5, 0, 255).astype("uint8"), cv2.COLOR_RGB2BGR),
                     [cv2.IMWRITE_JPEG_QUALITY, 95])
         paths.append(path)
+        del resized
     return paths, [float(t) for t in exif_exposures(frames)]
 
 
@@ -99,13 +106,16 @@ def main() -> None:
     from hdrcli.pipeline import STAGES
 
     with tempfile.TemporaryDirectory() as tmp:
-        small, small_exposures = small_bracket(Path(tmp))
+        resized: dict[str, tuple[list[Path], list[float]]] = {}
         rows = []
         for case in args.cases.split(","):
-            if case.endswith("12mp"):
+            size = case.split("-")[1]
+            if size == "12mp":
                 inputs, exposures = [str(p) for p in sorted(FOLDER.glob("*.jpeg"))], None
             else:
-                inputs, exposures = [str(p) for p in small], small_exposures
+                if size not in resized:
+                    resized[size] = resized_bracket(Path(tmp) / size, float(size.removesuffix("mp")))
+                inputs, exposures = [str(p) for p in resized[size][0]], resized[size][1]
             command = [sys.executable, __file__, "--child", case, "--inputs", json.dumps(inputs)]
             command += ["--exposures", json.dumps(exposures)] if exposures else []
             command += ["--threads", str(args.threads)] if args.threads else []

@@ -75,9 +75,10 @@ def run_tiled(
             done += 1
             if progress is not None:
                 progress(done, total)
-    return out / norm.clamp_min(1e-8)
+    out /= norm.clamp_min_(1e-8)  # in place: no second full-size output
+    return out
 
 
 def as_numpy_image(t: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) tensor -> (H, W, 3) float32 array."""
-    return t[0].permute(1, 2, 0).contiguous().numpy().astype(np.float32)
+    return t[0].permute(1, 2, 0).contiguous().numpy().astype(np.float32, copy=False)

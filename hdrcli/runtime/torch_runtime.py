@@ -106,7 +106,8 @@ class TiledRunner:
         if response is None:
             response = self_calibrate(frames, exposures)
         luts = torch.from_numpy(canonical_luts(response))
-        ldr = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].float()
+        # One (1, 1, 3, H, W) view per frame, stacked tile by tile: no full-size copy of the bracket.
+        views = tuple(torch.from_numpy(np.asarray(f, np.float32)).permute(2, 0, 1)[None, None] for f in frames)
         times = torch.tensor(exposures, dtype=torch.float32)[None]
         channels = 3 + (n + 1 if maps else 0)
         height, width = frames[0].shape[:2]
@@ -118,13 +119,14 @@ class TiledRunner:
             # One pass over the whole reduced bracket: no tile can show in the output.
             synthesis = self._synthesize(exposure_input(_reencode(small_ldr, luts), times), reference).float().cpu()
             synthesis = F.interpolate(synthesis, size=(height, width), mode="bilinear", align_corners=False)
-            merge_tile = lambda tiles: self._merge(tiles[1], exposure_input(_reencode(tiles[0], luts), times),  # noqa: E731
-                                                   reference, maps)
-            out = run_tiled(merge_tile, (ldr, synthesis), max(self.tile, HEAD_TILE), HEAD_OVERLAP,
+            merge_tile = lambda tiles: self._merge(  # noqa: E731
+                tiles[0], exposure_input(_reencode(torch.cat(tiles[1:], 1), luts), times), reference, maps)
+            out = run_tiled(merge_tile, (synthesis, *views), max(self.tile, HEAD_TILE), HEAD_OVERLAP,
                             out_channels=channels, progress=progress, margin=HEAD_MARGIN)
         else:
-            tile_input = lambda tile: self._forward(exposure_input(_reencode(tile, luts), times), reference, maps)  # noqa: E731
-            out = run_tiled(tile_input, ldr, self.tile, self.overlap, out_channels=channels, progress=progress)
+            tile_input = lambda tiles: self._forward(  # noqa: E731
+                exposure_input(_reencode(torch.cat(tiles, 1), luts), times), reference, maps)
+            out = run_tiled(tile_input, views, self.tile, self.overlap, out_channels=channels, progress=progress)
         return as_numpy_image(out)
 
     def predict(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
