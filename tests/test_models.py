@@ -152,6 +152,26 @@ def test_merge_head_gate_only_where_it_counts_equals_everywhere(monkeypatch, ref
     assert not torch.allclose(head.maps(synthesis, x, reference)[0], everywhere[0], atol=1e-3)
 
 
+def test_merge_head_weighs_the_frames_as_recorded():
+    """``codes`` (the frames before the re-encoding to gamma 2.2) set the hat and shadow weights."""
+    from hdrcli.models.blocks import ExposureMergeHead
+
+    head = ExposureMergeHead().requires_grad_(False)
+    radiance = torch.linspace(0.002, 0.3, 24 * 24).reshape(1, 1, 24, 24).expand(1, 3, 24, 24).contiguous()
+    x = _bracket(radiance, [1.0, 4.0, 16.0])
+    synthesis = torch.full((1, 3, 24, 24), 0.1)
+    default = head.maps(synthesis, x, 1)
+    same = head.maps(synthesis, x, 1, codes=x[:, :, :3])
+    for a, b in zip(default, same):
+        torch.testing.assert_close(a, b)
+    # A camera whose curve records these tones brighter than gamma 2.2 (iPhone-like): its dark
+    # mid-tones are not shadows, so the long frame no longer takes them from the reference.
+    brighter = head.maps(synthesis, x, 1, codes=x[:, :, :3] ** 0.5)
+    dark = (x[0, 1, 0] > 0.1) & (x[0, 1, 0] < 0.4)  # re-encoded reference codes in the shadow ramp
+    assert (brighter[0][0, 1][dark] > default[0][0, 1][dark] + 0.05).all()
+    assert (brighter[0][0, 2][dark] < default[0][0, 2][dark]).all()
+
+
 def test_merge_head_drops_a_ghosted_frame():
     from hdrcli.models.blocks import ExposureMergeHead
 

@@ -412,19 +412,28 @@ class ExposureMergeHead(nn.Module):
         nn.init.normal_(self.gate[-1].weight, std=1e-3)  # near zero, but gradients reach every layer
         nn.init.constant_(self.gate[-1].bias, 6.0)  # sigmoid(6) = 0.998: trust every frame at first
 
-    def maps(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def maps(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int,
+             codes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(weights (B, N, H, W) of the frames in the output, synthesis share alpha (B, 1, H, W)).
 
-        The frame weights and alpha sum to 1 at every pixel.
+        The frame weights and alpha sum to 1 at every pixel. ``codes`` (B, N, 3, H, W): the
+        frames' pixel values as the camera recorded them, before the re-encoding to gamma 2.2
+        (default: the network input's). The hat weights, the shadow power and usability
+        (clipped / crushed) read them: a pixel's noise and clipping depend on the camera's own
+        code. Why: the iPhone's curve puts mid-grey 5.4 stops below white (gamma 2.2: 2.2), so
+        its mid-tones re-encoded look dark, and weights on the re-encoded codes handed them to
+        the long frame: the same Debevec merge scored 26.81 dB re-exposure on its reference
+        frame with weights on re-encoded codes, 28.99 on the camera's.
         """
         from hdrcli.merge.classical import EXPOSURE_WEIGHT_POWER, SHADOW_WEIGHT_POWER
 
         ldr, linear = x[:, :, :3].clamp(0.0, 1.0), x[:, :, 3:6]
         n = x.shape[1]
         t = relative_times(x)
-        z_max, z_min = ldr.amax(dim=2), ldr.amin(dim=2)  # (B, N, H, W)
+        recorded = ldr if codes is None else codes.clamp(0.0, 1.0)
+        z_max, z_min = recorded.amax(dim=2), recorded.amin(dim=2)  # (B, N, H, W)
         high, low = _triangle(z_max), _triangle(z_min)
-        code = z_max * 255.0
+        code = ldr.amax(dim=2) * 255.0  # usability as trained: on the re-encoded frames (clipping is the same)
         unclipped = ((self.CLIPPED - code) / self.HIGH_RAMP).clamp(0.0, 1.0)
         uncrushed = ((code - self.CRUSHED) / self.LOW_RAMP).clamp(0.0, 1.0)
         usable = torch.minimum(unclipped, uncrushed)
@@ -525,9 +534,11 @@ class ExposureMergeHead(nn.Module):
         """The output from :meth:`maps`: frames' linear values and the synthesis, weighted."""
         return (weights[:, :, None] * x[:, :, 3:6].clamp(0.0, 1.0)).sum(1) + alpha * synthesis
 
-    def forward(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int) -> torch.Tensor:
-        """synthesis (B, 3, H, W) in [0, 1]; x (B, N, 6, H, W) network input -> (B, 3, H, W)."""
-        return self.compose(*self.maps(synthesis, x, reference), synthesis, x)
+    def forward(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int,
+                codes: torch.Tensor | None = None) -> torch.Tensor:
+        """synthesis (B, 3, H, W) in [0, 1]; x (B, N, 6, H, W) network input -> (B, 3, H, W);
+        ``codes``: see :meth:`maps`."""
+        return self.compose(*self.maps(synthesis, x, reference, codes), synthesis, x)
 
 
 class MultiExposureNet(nn.Module):
@@ -545,20 +556,22 @@ class MultiExposureNet(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, reference: int | None = None, return_maps: bool = False,
-                return_synthesis: bool = False):
+                return_synthesis: bool = False, codes: torch.Tensor | None = None):
         """x (B, N, 6, H, W), frames by exposure (:func:`exposure_input`); ``reference``: its index
         (default the middle frame). Returns (B, 3, H, W) linear HDR in the shortest frame's
         units, or with ``return_maps`` (B, 3 + N + 1, H, W): the HDR, each frame's weight in
         it and the synthesis share (zeros and ones without a merge head). ``return_synthesis``
-        (training): (output, synthesis)."""
+        (training): (output, synthesis). ``codes``: the frames as recorded, before the
+        re-encoding to gamma 2.2, for the merge head's weights (:meth:`ExposureMergeHead.maps`)."""
         r = reference_index(x.shape[1], reference)
         synthesis = self.synthesize(x, r)
         if return_synthesis:
-            output = synthesis if self.merge_head is None else self.merge_head(synthesis, x, r)
+            output = synthesis if self.merge_head is None else self.merge_head(synthesis, x, r, codes)
             return output, synthesis
-        return self.head_output(synthesis, x, r, return_maps)
+        return self.head_output(synthesis, x, r, return_maps, codes)
 
-    def head_output(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, return_maps: bool = False) -> torch.Tensor:
+    def head_output(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, return_maps: bool = False,
+                    codes: torch.Tensor | None = None) -> torch.Tensor:
         """The output from a synthesis (B, 3, H, W) and the frames x (see :meth:`forward`).
 
         The runtime calls this on its own for large photos, with a synthesis computed at
@@ -569,6 +582,6 @@ class MultiExposureNet(nn.Module):
             b, n, _, h, w = x.shape
             return torch.cat([synthesis, synthesis.new_zeros(b, n, h, w), synthesis.new_ones(b, 1, h, w)], 1)
         if not return_maps:
-            return self.merge_head(synthesis, x, reference)
-        weights, alpha = self.merge_head.maps(synthesis, x, reference)
+            return self.merge_head(synthesis, x, reference, codes)
+        weights, alpha = self.merge_head.maps(synthesis, x, reference, codes)
         return torch.cat([self.merge_head.compose(weights, alpha, synthesis, x), weights, alpha], 1)

@@ -36,6 +36,18 @@ class _NetworkPart(torch.nn.Module):
         return self.model.network_forward(x)
 
 
+class _RecordedCodes(torch.nn.Module):
+    """A bracket network with the frames as recorded as a second input, ``codes`` (see
+    :meth:`hdrcli.models.blocks.ExposureMergeHead.maps`)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        return self.model(x, codes=codes)
+
+
 def export_onnx(name: str, output: str | os.PathLike[str], *, size: str | None = None, tile: int = 512) -> Path:
     """Export the trained ``name`` model for tile x tile inputs to ``output`` (atomic)."""
     from hdrcli.runtime.torch_runtime import load_model
@@ -48,16 +60,24 @@ def export_model(model: torch.nn.Module, kind: str, output: str | os.PathLike[st
     """Export any (folded) model of a kind ('multi-exposure' / 'single-image') for tile x tile inputs."""
     if tile % 16 or tile < 64:
         raise HdrError(f"--tile must be a multiple of 16 and at least 64, got {tile}")
-    net = _NetworkPart(model) if hasattr(model, "network_forward") else model
     shape = (1, 3, 6, tile, tile) if kind == MULTI_EXPOSURE else (1, 3, tile, tile)
-    example = torch.rand(*shape)
+    example: tuple[torch.Tensor, ...] = (torch.rand(*shape),)
+    names = ["input"]
+    if hasattr(model, "network_forward"):
+        net = _NetworkPart(model)
+    elif getattr(model, "merge_head", None) is not None:  # the head weighs the frames as recorded
+        net = _RecordedCodes(model)
+        example += (torch.rand(1, 3, 3, tile, tile),)
+        names.append("codes")
+    else:
+        net = model
     output = Path(output)
     if output.suffix.lower() != ".onnx":
         raise HdrError("output must end in .onnx", output)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with atomic_path(output) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), (example,), str(tmp), dynamo=True, input_names=["input"],
+        torch.onnx.export(net.eval(), example, str(tmp), dynamo=True, input_names=names,
                           output_names=["output"], external_data=False, verbose=False)
     return output
 

@@ -60,12 +60,22 @@ class OnnxRunner(TiledRunner):
             verify_shipped(path)
         self.path = Path(path)
         self.session, self.provider = make_session(self.path, device)
+        self.inputs = {i.name for i in self.session.get_inputs()}
         info(f"ONNX Runtime: {self.path.name} on {self.provider}")
         self.stack_steps = None
         if name == "stack":
             from hdrcli.runtime.torch_runtime import load_model
 
             self.stack_steps = load_model(name, size)[0].steps
+
+    def _padded(self, x: torch.Tensor) -> np.ndarray:
+        """A tile padded to the export's static shape (edge tiles of images smaller than the tile)."""
+        h, w = x.shape[-2:]
+        ph, pw = self.tile - h, self.tile - w
+        if ph or pw:
+            flat = F.pad(x.reshape(-1, *x.shape[-3:]), (0, pw, 0, ph), mode="replicate")
+            x = flat.reshape(*x.shape[:-2], self.tile, self.tile)
+        return x.numpy().astype(np.float32)
 
     def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
         # The export is traced on a (short, reference, long) tile: other bracket shapes and the
@@ -75,14 +85,13 @@ class OnnxRunner(TiledRunner):
             raise HdrError(f"the ONNX export of '{self.name}' fuses 3 frames with the middle reference, not {what}: "
                            "use --runtime torch (or auto)")
 
-    def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False,
+                 codes: torch.Tensor | None = None) -> torch.Tensor:
         h, w = x.shape[-2:]
-        ph, pw = self.tile - h, self.tile - w
-        if ph or pw:  # edge tiles of images smaller than the tile: pad to the static shape
-            flat = x.reshape(-1, *x.shape[-3:])
-            flat = F.pad(flat, (0, pw, 0, ph), mode="replicate")
-            x = flat.reshape(*x.shape[:-2], self.tile, self.tile)
-        out = torch.from_numpy(self.session.run(None, {"input": x.numpy().astype(np.float32)})[0])
+        feeds = {"input": self._padded(x)}
+        if "codes" in self.inputs:  # exports with a merge head weigh the frames as recorded
+            feeds["codes"] = self._padded(x[:, :, :3] if codes is None else codes)
+        out = torch.from_numpy(self.session.run(None, feeds)[0])
         if self.name == "stack":
             out = out.flatten(1, 2)
         return out[..., :h, :w]

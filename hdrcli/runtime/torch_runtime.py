@@ -69,8 +69,19 @@ class TiledRunner:
     whole_image_pixels: int = 0  # single-image backends: run untiled up to this many pixels
     reduced_synthesis: bool = False  # networks with a merge head: synthesis at reduced resolution on large photos
 
-    def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False) -> torch.Tensor:  # pragma: no cover
+    def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False,
+                 codes: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    def _network(self, frames: torch.Tensor, luts: torch.Tensor, times: torch.Tensor, reference: int,
+                 maps: bool) -> torch.Tensor:
+        """The whole network on a (1, N, 3, h, w) tile of frames as recorded (also the head's ``codes``)."""
+        return self._forward(exposure_input(_reencode(frames, luts), times), reference, maps, codes=frames)
+
+    def _head(self, synthesis: torch.Tensor, frames: torch.Tensor, luts: torch.Tensor, times: torch.Tensor,
+              reference: int, maps: bool) -> torch.Tensor:
+        """The merge head on a tile of frames as recorded and of the (upsampled) synthesis."""
+        return self._merge(synthesis, exposure_input(_reencode(frames, luts), times), reference, maps, codes=frames)
 
     def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
         """Hook: a runtime that takes fewer bracket shapes than torch refuses here, before any tile."""
@@ -78,7 +89,8 @@ class TiledRunner:
     def _synthesize(self, x: torch.Tensor, reference: int) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def _merge(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, maps: bool) -> torch.Tensor:  # pragma: no cover
+    def _merge(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, maps: bool,
+               codes: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def fuse(self, frames: list[np.ndarray], exposures: list[float],
@@ -119,13 +131,11 @@ class TiledRunner:
             # One pass over the whole reduced bracket: no tile can show in the output.
             synthesis = self._synthesize(exposure_input(_reencode(small_ldr, luts), times), reference).float().cpu()
             synthesis = F.interpolate(synthesis, size=(height, width), mode="bilinear", align_corners=False)
-            merge_tile = lambda tiles: self._merge(  # noqa: E731
-                tiles[0], exposure_input(_reencode(torch.cat(tiles[1:], 1), luts), times), reference, maps)
+            merge_tile = lambda tiles: self._head(tiles[0], torch.cat(tiles[1:], 1), luts, times, reference, maps)  # noqa: E731
             out = run_tiled(merge_tile, (synthesis, *views), max(self.tile, HEAD_TILE), HEAD_OVERLAP,
                             out_channels=channels, progress=progress, margin=HEAD_MARGIN)
         else:
-            tile_input = lambda tiles: self._forward(  # noqa: E731
-                exposure_input(_reencode(torch.cat(tiles, 1), luts), times), reference, maps)
+            tile_input = lambda tiles: self._network(torch.cat(tiles, 1), luts, times, reference, maps)  # noqa: E731
             out = run_tiled(tile_input, views, self.tile, self.overlap, out_channels=channels, progress=progress)
         return as_numpy_image(out)
 
@@ -193,15 +203,19 @@ class TorchRunner(TiledRunner):
         return self.model.synthesize(x.to(self.device), reference)
 
     @torch.no_grad()
-    def _merge(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, maps: bool) -> torch.Tensor:
-        return self.model.head_output(synthesis.to(self.device), x.to(self.device), reference, maps)
+    def _merge(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, maps: bool,
+               codes: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.head_output(synthesis.to(self.device), x.to(self.device), reference, maps,
+                                      None if codes is None else codes.to(self.device))
 
     @torch.no_grad()
-    def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False,
+                 codes: torch.Tensor | None = None) -> torch.Tensor:
         if self.stack_steps is not None:  # stack model: tiles give the stack, merged once
             return self.model.network_forward(x.to(self.device)).flatten(1, 2)
         if self.spec.kind == MULTI_EXPOSURE:
-            return self.model(x.to(self.device), reference, return_maps=maps)
+            return self.model(x.to(self.device), reference, return_maps=maps,
+                              codes=None if codes is None else codes.to(self.device))
         return self.model(x.to(self.device))
 
 
