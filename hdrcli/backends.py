@@ -123,7 +123,7 @@ def _classical_merge(function: str) -> Callable[[], Callable[..., Any]]:
 
 for _spec in (
     BackendSpec("debevec", MULTI_EXPOSURE, CLASSICAL, "radiance",
-                "Debevec & Malik 1997 calibration + merge (OpenCV), highlight guard", _classical_merge("merge_debevec")),
+                "Debevec & Malik 1997 calibration + merge, highlight guard", _classical_merge("merge_debevec")),
     BackendSpec("robertson", MULTI_EXPOSURE, CLASSICAL, "radiance",
                 "Robertson et al. 2003 calibration + merge (OpenCV)", _classical_merge("merge_robertson")),
     BackendSpec("mertens", MULTI_EXPOSURE, CLASSICAL, "display",
