@@ -96,6 +96,7 @@ def test_batch_shares_frames_and_reference(sim):
         assert batch["exposures"].shape == (3, n) and batch["hdr"].shape == (3, 3, PATCH, PATCH)
         assert batch["reference"].dtype == torch.long and batch["reference"].dim() == 0
         assert 0 <= int(batch["reference"]) < n
+        assert batch["codes"].shape == batch["ldr"].shape  # the frames as recorded, for the merge head
     two = SimulatedData(sim, "multi-exposure", seed=4, frames=2).batch(2)  # self-calibration of 2 frames
     assert two["ldr"].shape[:2] == (2, 2) and torch.isfinite(two["ldr"]).all()
 

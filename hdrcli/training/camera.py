@@ -177,6 +177,9 @@ class BracketSample:
     curve: np.ndarray | None = None  # (1024,) the forward camera curve used, when simulated
     reference: int = 1  # index of the reference frame (the ground truth's geometry)
     effects: tuple[str, ...] = ()  # realism steps applied: "phone", "high_iso", "night"
+    # (N, H, W, 3): the frames as the camera recorded them, once ``ldr`` is re-encoded to gamma 2.2
+    # (hdrcli.training.data.canonical_sample); the merge head weighs these codes.
+    recorded: np.ndarray | None = None
 
 
 @dataclass

@@ -47,20 +47,26 @@ def canny_edges(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
 
 
 def canonical_sample(sample: BracketSample) -> BracketSample:
-    """A bracket with its frames re-encoded by their self-calibrated response (as at inference)."""
-    return replace(sample, ldr=np.stack(canonical_bracket(list(sample.ldr), list(sample.exposures))))
+    """A bracket with its frames re-encoded by their self-calibrated response (as at inference), the
+    frames as recorded kept in ``recorded`` (the merge head's weights read them, as at inference)."""
+    return replace(sample, ldr=np.stack(canonical_bracket(list(sample.ldr), list(sample.exposures))),
+                   recorded=sample.ldr)
 
 
 def bracket_batch(samples: Sequence[BracketSample]) -> dict[str, torch.Tensor]:
     """Brackets of N frames each (N shared by all samples) as a batch of tensors (see the module docstring)."""
     if len({s.ldr.shape for s in samples}) > 1:
         raise ValueError(f"brackets of a batch must share their shape, got {sorted({s.ldr.shape for s in samples})}")
-    return {
+    batch = {
         "ldr": torch.from_numpy(np.stack([s.ldr for s in samples])).permute(0, 1, 4, 2, 3).contiguous(),
         "exposures": torch.from_numpy(np.stack([s.exposures for s in samples])),
         "hdr": torch.from_numpy(np.stack([s.hdr for s in samples])).permute(0, 3, 1, 2).contiguous(),
         "motion": torch.tensor([s.motion for s in samples]),
     }
+    if all(s.recorded is not None for s in samples):
+        batch["codes"] = torch.from_numpy(np.stack([s.recorded for s in samples]).astype(np.float32)).permute(
+            0, 1, 4, 2, 3).contiguous()
+    return batch
 
 
 def single_batch(samples: Sequence) -> dict[str, torch.Tensor]:
@@ -126,26 +132,29 @@ class KalantariData:
             if len(frames) != 3:
                 raise HdrError(f"expected 3 frames, found {len(frames)}", folder)
             t = np.asarray(exposures, np.float32)
-            ldr = np.stack(canonical_bracket([f.pixels for f in frames], list(t)))
-            self.cache[folder] = (ldr, t / t.min(), read_hdr(folder / "HDRImg.hdr"))
+            recorded = np.stack([f.pixels for f in frames])
+            ldr = np.stack(canonical_bracket(list(recorded), list(t)))
+            self.cache[folder] = (np.stack([ldr, recorded]), t / t.min(), read_hdr(folder / "HDRImg.hdr"))
         return self.cache[folder]
 
     def batch(self, size: int) -> dict[str, torch.Tensor]:
         ldrs, exps, hdrs = [], [], []
         for _ in range(size):
-            ldr, t, hdr = self._scene(self.scenes[self.rng.integers(len(self.scenes))])
+            frames, t, hdr = self._scene(self.scenes[self.rng.integers(len(self.scenes))])  # (2, N, H, W, 3)
             h, w = hdr.shape[:2]
             y, x = self.rng.integers(0, h - self.patch + 1), self.rng.integers(0, w - self.patch + 1)
             crop = lambda a: a[..., y : y + self.patch, x : x + self.patch, :]  # noqa: E731
-            l, g = crop(ldr), crop(hdr)
+            l, g = crop(frames), crop(hdr)
             k, flip = int(self.rng.integers(4)), bool(self.rng.random() < 0.5)
-            l = np.rot90(l[:, :, ::-1] if flip else l, k, axes=(1, 2))
+            l = np.rot90(l[:, :, :, ::-1] if flip else l, k, axes=(2, 3))
             g = np.rot90(g[:, ::-1] if flip else g, k, axes=(0, 1))
             ldrs.append(np.ascontiguousarray(l))
             hdrs.append(np.ascontiguousarray(g))
             exps.append(t)
+        both = torch.from_numpy(np.stack(ldrs).astype(np.float32)).permute(1, 0, 2, 5, 3, 4)  # (2, B, N, 3, h, w)
         return {
-            "ldr": torch.from_numpy(np.stack(ldrs)).permute(0, 1, 4, 2, 3).contiguous(),
+            "ldr": both[0].contiguous(),
+            "codes": both[1].contiguous(),
             "exposures": torch.from_numpy(np.stack(exps)),
             "hdr": torch.from_numpy(np.stack(hdrs)).permute(0, 3, 1, 2).contiguous(),
             "motion": torch.ones(size, dtype=torch.bool),

@@ -91,7 +91,7 @@ class Objective:
             if self.backend == "dfgnet":
                 model.disentangle.requires_grad_(False)
             reference = int(batch["reference"]) if "reference" in batch else None
-            pred, synthesis = self.model(x, reference, return_synthesis=True)
+            pred, synthesis = self.model(x, reference, return_synthesis=True, codes=batch.get("codes"))
             if self.backend == "lffnet":
                 loss, parts = lffnet_loss(pred, batch["hdr"])
             elif self.backend == "tunet":

@@ -115,8 +115,10 @@ class Validator:
         if self.kind == MULTI_EXPOSURE:
             ldr = torch.from_numpy(sample.ldr).permute(0, 3, 1, 2)[None].to(self.device)
             x = exposure_input(ldr, torch.from_numpy(sample.exposures)[None].to(self.device))
-        else:
-            x = torch.from_numpy(sample.ldr).permute(2, 0, 1)[None].to(self.device)
+            codes = None if sample.recorded is None else torch.from_numpy(
+                np.asarray(sample.recorded, np.float32)).permute(0, 3, 1, 2)[None].to(self.device)
+            return model(x, codes=codes)[0].permute(1, 2, 0).float().cpu().numpy()
+        x = torch.from_numpy(sample.ldr).permute(2, 0, 1)[None].to(self.device)
         return model(x)[0].permute(1, 2, 0).float().cpu().numpy()
 
     def score(self, model: torch.nn.Module) -> dict[str, float]:
