@@ -287,17 +287,17 @@ def _colour_band(hdr: np.ndarray, lum: np.ndarray, lum_out: np.ndarray, saturati
     return linear_to_srgb(rgb)
 
 
-def _local(exposed: np.ndarray, lum: np.ndarray, exposure: float = 0.0) -> np.ndarray:
+def _local(hdr: np.ndarray, lum: np.ndarray, exposure: float = 0.0) -> np.ndarray:
     """``local``: Reinhard's global curve on an edge-aware base layer, detail kept. Any
-    radiance scale gives the same result (``exposed`` need not be auto-exposed).
+    radiance scale gives the same result (``hdr`` need not be auto-exposed).
 
     log2 luminance is split into a base (fast guided filter, radius 3% of the image side)
     and detail; the base, anchored so its mean is log2(0.18) + ``exposure`` (key), goes through Reinhard's
     extended curve with the white point at the brightest base value; the detail is added
     back with gain ``LOCAL_DETAIL`` (Durand & Dorsey 2002's split with Reinhard et al. 2002's
-    curve). Colour: :func:`_colour`. ``lum``: luminance(exposed)."""
+    curve). Colour: :func:`_colour`. ``lum``: luminance(hdr)."""
     if not (lum > 0).any():
-        return np.zeros_like(exposed, dtype=np.float32)
+        return np.zeros_like(hdr, dtype=np.float32)
     log_lum = _log_luminance(lum)
     small = _downscale(log_lum, LOCAL_MAX_SIDE)
     radius = max(2, round(0.03 * max(small.shape)))
@@ -312,7 +312,7 @@ def _local(exposed: np.ndarray, lum: np.ndarray, exposure: float = 0.0) -> np.nd
         lum_out[y0:y1] = b * (1.0 + b / np.float32(white**2)) / (1.0 + b) * detail
 
     run_bands(band, *log_lum.shape)
-    return _colour(exposed, lum, lum_out, LOCAL_SATURATION, exposure)
+    return _colour(hdr, lum, lum_out, LOCAL_SATURATION, exposure)
 
 
 def _mantiuk(exposed: np.ndarray, lum: np.ndarray) -> np.ndarray:

@@ -418,9 +418,10 @@ class ExposureMergeHead(nn.Module):
 
         The frame weights and alpha sum to 1 at every pixel. ``codes`` (B, N, 3, H, W): the
         frames' pixel values as the camera recorded them, before the re-encoding to gamma 2.2
-        (default: the network input's). The hat weights, the shadow power and usability
-        (clipped / crushed) read them: a pixel's noise and clipping depend on the camera's own
-        code. Why: the iPhone's curve puts mid-grey 5.4 stops below white (gamma 2.2: 2.2), so
+        (default: the network input's). The hat weights and the shadow power read them: a
+        pixel's noise depends on the camera's own code. Usability (clipped / crushed) stays on
+        the re-encoded codes, as the gate was trained (clipping is the same in both; reading it
+        from the recorded codes too cost ~1 dB of simulated motion). Why: the iPhone's curve puts mid-grey 5.4 stops below white (gamma 2.2: 2.2), so
         its mid-tones re-encoded look dark, and weights on the re-encoded codes handed them to
         the long frame: the same Debevec merge scored 26.81 dB re-exposure on its reference
         frame with weights on re-encoded codes, 28.99 on the camera's.
