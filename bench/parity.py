@@ -3,7 +3,8 @@
     python bench/parity.py [--backend lffnet] [--bracket ../shared/data/brackets/frobisher] [--crop 1536]
 
 Fuses the bracket (no alignment) with torch as shipped (default tiles; above 1 MP the
-synthesis at reduced resolution, see hdrcli.runtime.torch_runtime.SYNTHESIS_ABOVE), the same
+synthesis and the ghost gate at reduced resolution, see
+hdrcli.runtime.torch_runtime.SYNTHESIS_ABOVE), the same
 in one whole-image pass, torch with the synthesis at full resolution in tiles (what the ONNX
 export computes) and ONNX Runtime. Prints the largest and mean difference in mu-law space
 (outputs divided by the torch result's maximum) of tiled against whole-image, of ONNX
@@ -43,7 +44,11 @@ def main() -> None:
     side = max(bracket.frames[0].pixels.shape[:2])
     fuse = lambda **kw: fuse_bracket(bracket, args.backend, align="none", device="cpu", **kw).image  # noqa: E731
     torch_tiled = fuse()
+    import hdrcli.runtime.torch_runtime as rt
+
+    head_tile, rt.HEAD_TILE = rt.HEAD_TILE, side  # large photos: the merge head's tiles are the ones to compare
     whole = fuse(runner=TorchRunner(args.backend, tile=side))
+    rt.HEAD_TILE = head_tile
     full_synthesis = fuse(runner=TorchRunner(args.backend, reduced_synthesis=False))
     onnx_tiled = fuse(runtime="onnx")
     top = float(torch_tiled.max())

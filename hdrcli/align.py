@@ -310,23 +310,26 @@ def _integer_translation(warp: np.ndarray) -> bool:
                 and np.all(warp[:2, 2] == np.round(warp[:2, 2])))
 
 
-def warp_frame(pixels: np.ndarray, warp: np.ndarray | None, rows: tuple[int, int] | None = None) -> np.ndarray:
-    """Rows ``rows`` = (start, stop) (default all) of ``pixels`` aligned by a warp from :func:`estimate_warps`.
+def warp_frame(pixels: np.ndarray, warp: np.ndarray | None, rows: tuple[int, int] | None = None,
+               cols: tuple[int, int] | None = None) -> np.ndarray:
+    """Rows ``rows`` = (start, stop) and columns ``cols`` (default all) of ``pixels`` aligned by a
+    warp from :func:`estimate_warps`.
 
     Integer translations are applied without resampling; other warps bilinearly.
-    Uncovered borders repeat the nearest edge pixel. Computing a band of rows gives the
-    same values as the whole image (the chunked merges rely on it).
+    Uncovered borders repeat the nearest edge pixel. Computing a window gives the same values
+    as the whole image (the chunked merges and the learned runtime's tiles rely on it).
     """
     h, w = pixels.shape[:2]
     y0, y1 = rows if rows is not None else (0, h)
+    x0, x1 = cols if cols is not None else (0, w)
     if warp is None:
-        return pixels[y0:y1]
-    offset = np.array([[1, 0, 0], [0, 1, y0], [0, 0, 1]], np.float64)
-    band = np.asarray(warp, np.float64) @ offset  # dst row y of the band is row y0 + y of the image
+        return pixels[y0:y1, x0:x1]
+    offset = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
+    window = np.asarray(warp, np.float64) @ offset  # dst (x, y) of the window is (x0 + x, y0 + y) of the image
     if _integer_translation(np.asarray(warp)):
-        return cv2.warpAffine(pixels, band[:2].astype(np.float32), (w, y1 - y0),
+        return cv2.warpAffine(pixels, window[:2].astype(np.float32), (x1 - x0, y1 - y0),
                               flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.warpPerspective(pixels, band, (w, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    return cv2.warpPerspective(pixels, window, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_REPLICATE)
 
 

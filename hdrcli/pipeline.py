@@ -247,10 +247,8 @@ def fuse_bracket(
         # re-exposure scores on real brackets, whose scoring aligns the scale, but its
         # extrapolated top end misplaces the clipping level: 32.75 -> 23.90 dB PSNR-mu on the
         # simulated held-out set, scored in the output's own units.)
-        aligned = [warp_frame(p, w) for p, w in zip(pixels, warps)]
-        out = runner.fuse(aligned, bracket.relative_exposures, progress, response=response,
-                          reference=bracket.reference, maps=keep_maps)
-        del aligned
+        out = runner.fuse(pixels, bracket.relative_exposures, progress, response=response,
+                          reference=bracket.reference, maps=keep_maps, warps=warps)
         n = len(bracket.frames)
         result = FuseResult(np.ascontiguousarray(out[..., :3]) if keep_maps else out, True, bracket, None, timings)
         if keep_maps:

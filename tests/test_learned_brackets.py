@@ -100,7 +100,8 @@ def test_onnx_runtime_names_the_bracket_shapes_it_takes(tmp_path):
 
 
 def test_large_photos_merge_at_full_resolution_and_do_not_depend_on_tiles(monkeypatch):
-    """Above SYNTHESIS_ABOVE the synthesis runs once at reduced size; the head's tiles equal one pass."""
+    """Above SYNTHESIS_ABOVE the synthesis and the ghost gate run once at reduced size; the rest of
+    the head runs at full resolution in tiles that equal one pass."""
     import hdrcli.runtime.torch_runtime as rt
 
     monkeypatch.setattr(rt, "SYNTHESIS_ABOVE", 20_000)  # small photos exercise the large-photo path
@@ -110,10 +111,40 @@ def test_large_photos_merge_at_full_resolution_and_do_not_depend_on_tiles(monkey
     times = [1.0, 4.0, 16.0]
     frames = [np.round(np.clip(scene * t / 4, 0, 1) ** (1 / 2.2) * 255) / 255 for t in times]
     tiled = rt.TorchRunner("lffnet").fuse(frames, times, maps=True)
-    whole = rt.TorchRunner("lffnet", tile=400).fuse(frames, times, maps=True)
+    monkeypatch.setattr(rt, "HEAD_TILE", 400)
+    whole = rt.TorchRunner("lffnet").fuse(frames, times, maps=True)
     full = rt.TorchRunner("lffnet", reduced_synthesis=False).fuse(frames, times, maps=True)
     assert np.abs(tiled - whole).max() < 1e-4
     # Where a frame measured the pixel the output is the frames' merge, whatever the synthesis.
     well = full[..., -1] < 1e-3
     assert well.mean() > 0.5
     np.testing.assert_allclose(tiled[..., :3][well], full[..., :3][well], rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["whole-network tiles", "reduced synthesis"])
+def test_warps_applied_tile_by_tile_equal_fusing_warped_frames(monkeypatch, large):
+    """The runtime aligns each tile's window itself (no aligned copy of the bracket): on the
+    full-resolution path that equals fusing frames warped beforehand; on the reduced path the
+    small bracket is downsized, then warped (as the classical calibration copies), so only
+    the merge's input is exact, and the output stays within float noise of it elsewhere."""
+    import hdrcli.runtime.torch_runtime as rt
+    from hdrcli.align import warp_frame
+
+    if large:
+        monkeypatch.setattr(rt, "SYNTHESIS_ABOVE", 20_000)
+        monkeypatch.setattr(rt, "SYNTHESIS_PIXELS", 8_000)
+        monkeypatch.setattr(rt, "HEAD_TILE", 96)
+    scene = (textured_scene(160, 200, stops=9) * 0.9).astype(np.float32)
+    times = [1.0, 4.0, 16.0]
+    frames = [(np.round(np.clip(scene * t / 4, 0, 1) ** (1 / 2.2) * 255) / 255).astype(np.float32) for t in times]
+    warps = [np.array([[1, 0.004, 2.6], [-0.003, 1, -1.4], [0, 0, 1]]), None, np.array([[1, 0, -3], [0, 1, 2], [0, 0, 1]])]
+    runner = rt.TorchRunner("lffnet", tile=None if large else 128)
+    gamma = np.repeat(((np.arange(256) / 255.0) ** 2.2)[:, None], 3, 1)  # one response: self-calibration aside
+    tiled = runner.fuse(frames, times, warps=warps, maps=True, response=gamma)
+    warped = runner.fuse([warp_frame(f, w) for f, w in zip(frames, warps)], times, maps=True, response=gamma)
+    if not large:  # OpenCV's fixed-point interpolation weights: a window's pixel may round differently
+        np.testing.assert_allclose(tiled, warped, atol=1e-5)
+    else:  # the synthesis and gate see a slightly different small bracket; the frames' merge is exact
+        well = warped[..., -1] < 1e-3
+        assert well.mean() > 0.5
+        np.testing.assert_allclose(tiled[..., :3][well], warped[..., :3][well], rtol=2e-3, atol=1e-5)

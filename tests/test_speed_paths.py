@@ -47,6 +47,8 @@ def test_a_band_of_rows_warps_like_the_whole_image(warp):
     whole = warp_frame(image, warp)
     for y0, y1 in ((0, 17), (17, 60), (60, 90)):
         np.testing.assert_allclose(warp_frame(image, warp, (y0, y1)), whole[y0:y1], atol=1e-5)
+    for (y0, y1), (x0, x1) in (((0, 40), (0, 50)), ((33, 90), (50, 130)), ((5, 6), (129, 130))):  # learned tiles
+        np.testing.assert_allclose(warp_frame(image, warp, (y0, y1), (x0, x1)), whole[y0:y1, x0:x1], atol=1e-5)
 
 
 @pytest.mark.parametrize("merge", [merge_debevec, merge_robertson])

@@ -58,10 +58,12 @@ def run_tiled(
     gets the tuple of their tiles. Returns a float32 CPU tensor (1, out_channels, H, W).
     """
     h, w = (x[0] if isinstance(x, tuple) else x).shape[-2:]
-    if h <= tile and w <= tile:
-        return fn(x).float().cpu()
+    if h <= tile and w <= tile:  # whole image (crops, not x itself: inputs may be lazy, see BilinearUpsampled)
+        whole = (..., slice(0, h), slice(0, w))
+        return fn(tuple(t[whole] for t in x) if isinstance(x, tuple) else x).float().cpu()
     ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
-    out = torch.zeros(1, out_channels, h, w)
+    # Channels last in memory: as_numpy_image then returns it without a full-size copy.
+    out = torch.zeros(h, w, out_channels).permute(2, 0, 1)[None]
     norm = torch.zeros(1, 1, h, w)
     total, done = len(ys) * len(xs), 0
     for y in ys:
@@ -77,6 +79,36 @@ def run_tiled(
                 progress(done, total)
     out /= norm.clamp_min_(1e-8)  # in place: no second full-size output
     return out
+
+
+class BilinearUpsampled:
+    """A (1, C, H, W) tensor upsampled bilinearly to ``size`` (H, W), computed crop by crop.
+
+    ``up[..., y0:y1, x0:x1]`` equals (to float32 rounding) the same crop of ``F.interpolate(small, size,
+    mode="bilinear", align_corners=False)``, so :func:`run_tiled` can take it as one of its
+    inputs without the full-size tensor ever existing (at 24 MP, 288 MB per 3 channels).
+    """
+
+    def __init__(self, small: torch.Tensor, size: tuple[int, int]) -> None:
+        self.small = small
+        self.shape = (*small.shape[:-2], *size)
+
+    @staticmethod
+    def _source(window: slice, out_size: int, in_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # PyTorch's rule (align_corners=False): src = max((dst + 0.5) * in / out - 0.5, 0).
+        dst = torch.arange(*window.indices(out_size), dtype=torch.float64)
+        src = ((dst + 0.5) * (in_size / out_size) - 0.5).clamp(min=0.0)
+        low = src.floor().long().clamp(max=in_size - 1)
+        high = (low + 1).clamp(max=in_size - 1)
+        return low, high, (src - low).float()
+
+    def __getitem__(self, crop: tuple) -> torch.Tensor:
+        rows, cols = crop[-2], crop[-1]
+        (h, w), (hs, ws) = self.shape[-2:], self.small.shape[-2:]
+        y0, y1, fy = self._source(rows, h, hs)
+        x0, x1, fx = self._source(cols, w, ws)
+        band = self.small[..., y0, :] * (1 - fy)[:, None] + self.small[..., y1, :] * fy[:, None]
+        return band[..., x0] * (1 - fx) + band[..., x1] * fx
 
 
 def as_numpy_image(t: torch.Tensor) -> np.ndarray:

@@ -7,13 +7,14 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from hdrcli.align import scale_warp, warp_frame
 from hdrcli.errors import HdrError
 from hdrcli.merge.response import LUT_LEVELS, canonical_luts, self_calibrate
-from hdrcli.models import create_model, exposure_input, fold_do_convs, get_spec
+from hdrcli.models import create_model, fold_do_convs, get_spec
+from hdrcli.models.blocks import GAMMA
 from hdrcli.models.registry import MULTI_EXPOSURE
-from hdrcli.runtime.tiling import as_numpy_image, run_tiled
+from hdrcli.runtime.tiling import BilinearUpsampled, as_numpy_image, run_tiled
 
 # Tile sides per backend. FFT blocks (lffnet, tunet) and global pooling (dfgnet's
 # exposure encoder) see the whole tile, so their output depends on the tile size: they
@@ -26,18 +27,19 @@ DEFAULT_OVERLAP = 64  # wide blends: FFT models differ between tiles, narrow ram
 # `hdr expand` on 1024x768 (0.8 MP): see README; larger photos use tiles with 1/4 overlap.
 WHOLE_IMAGE_PIXELS = 2_000_000
 LARGE_PHOTO_TILE = 1024
-# Bracket networks with a merge head: on photos above SYNTHESIS_ABOVE pixels the synthesis
-# (the network's own estimate, used only where no frame measured the scene, and by the ghost
-# gate) runs on the bracket downscaled to SYNTHESIS_PIXELS and is upsampled; the merge head
-# (local: a few pixels) and so the frames' merge stay at full resolution. The network's cost
-# then no longer grows with the photo, and the head's tiles cannot show: tiled and whole-image
-# outputs agree. (ONNX exports hold the whole network: they run it at full resolution.)
+# Bracket networks with a merge head: on photos above SYNTHESIS_ABOVE pixels the network's
+# costly parts run once on the bracket downscaled to SYNTHESIS_PIXELS: the synthesis (the
+# network's own estimate, used only where no frame measured the scene) and the head's learned
+# ghost gate (three convolutions; it only decides where the reference is clipped or crushed).
+# Both are smooth and are upsampled bilinearly tile by tile. The rest of the head (the frames'
+# agreement with the reference, 5x5, and their weights, per pixel) and the merge run at full
+# resolution, so the frames keep every detail and ghost edges stay sharp. The network's cost
+# then no longer grows with the photo, and no tile can show: tiles whose outer HEAD_MARGIN
+# pixels are not blended in equal one whole-image pass. (ONNX exports hold the whole network:
+# they run it at full resolution.)
 SYNTHESIS_ABOVE = 1_000_000
 SYNTHESIS_PIXELS = 250_000
-# The merge head sees a few pixels around each one (three 3x3 convolutions, 5x5 means):
-# tiles whose outer HEAD_MARGIN pixels are not blended in equal one whole-image pass. 256
-# pixels keep its activations in cache (1.5 MP head: 1.0 s; 512-pixel tiles: 3.0 s).
-HEAD_TILE, HEAD_OVERLAP, HEAD_MARGIN = 256, 32, 8
+HEAD_TILE, HEAD_OVERLAP, HEAD_MARGIN = 256, 8, 4  # 256: the 5x5 means stay in cache (512: +25%, 1024: 4x)
 
 
 def available_sizes(name: str) -> list[str]:
@@ -73,15 +75,16 @@ class TiledRunner:
                  codes: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def _network(self, frames: torch.Tensor, luts: torch.Tensor, times: torch.Tensor, reference: int,
+    def _network(self, frames: torch.Tensor, tables: ReencodingTables, times: torch.Tensor, reference: int,
                  maps: bool) -> torch.Tensor:
         """The whole network on a (1, N, 3, h, w) tile of frames as recorded (also the head's ``codes``)."""
-        return self._forward(exposure_input(_reencode(frames, luts), times), reference, maps, codes=frames)
+        return self._forward(_network_input(frames, tables, times), reference, maps, codes=frames)
 
-    def _head(self, synthesis: torch.Tensor, frames: torch.Tensor, luts: torch.Tensor, times: torch.Tensor,
-              reference: int, maps: bool) -> torch.Tensor:
-        """The merge head on a tile of frames as recorded and of the (upsampled) synthesis."""
-        return self._merge(synthesis, exposure_input(_reencode(frames, luts), times), reference, maps, codes=frames)
+    def _head(self, synthesis: torch.Tensor, learned: torch.Tensor, frames: torch.Tensor, tables: ReencodingTables,
+              times: torch.Tensor, reference: int, maps: bool) -> torch.Tensor:
+        """The merge head on a tile of frames as recorded, of the synthesis and of the gate's maps."""
+        x = _network_input(frames, tables, times)
+        return self._merge(synthesis, learned, x, reference, maps, codes=frames)
 
     def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
         """Hook: a runtime that takes fewer bracket shapes than torch refuses here, before any tile."""
@@ -89,24 +92,32 @@ class TiledRunner:
     def _synthesize(self, x: torch.Tensor, reference: int) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def _merge(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, maps: bool,
+    def _gate(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _merge(self, synthesis: torch.Tensor, learned: torch.Tensor, x: torch.Tensor, reference: int, maps: bool,
                codes: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def fuse(self, frames: list[np.ndarray], exposures: list[float],
              progress: Callable[[int, int], None] | None = None, response: np.ndarray | None = None,
-             reference: int | None = None, maps: bool = False) -> np.ndarray:
+             reference: int | None = None, maps: bool = False,
+             warps: list[np.ndarray | None] | None = None) -> np.ndarray:
         """N >= 2 RGB frames (H, W, 3) in [0, 1] by exposure -> HDR (H, W, 3), 1 = the shortest frame's clipping.
 
         ``reference``: index of the reference frame (default the middle one). With ``maps``
         the result is (H, W, 3 + N + 1): the HDR, each frame's weight in it and the share of
         the network's synthesis (see :class:`hdrcli.models.blocks.ExposureMergeHead`).
+        ``warps``: per frame, a warp from :func:`hdrcli.align.estimate_warps` (None: as is),
+        applied tile by tile: no aligned full-size copy of the bracket is made.
 
         Each tile is re-encoded to the networks' gamma-2.2 convention with ``response`` (a
         (256, 3) inverse camera response; :func:`linear_response` for RAW data), or with the
         bracket's self-calibrated response when it is None (see
-        :func:`hdrcli.merge.response.self_calibrate`), then the network input
-        (LDR, LDR**2.2 / t) is built: memory holds the frames once plus one tile's work.
+        :func:`hdrcli.merge.response.self_calibrate`, which reads the frames area-averaged to
+        a 64-pixel short side: on large photos it is given the reduced bracket), then the
+        network input (LDR, LDR**2.2 / t) is built: memory holds the frames once plus one
+        tile's work.
         """
         if self.spec.kind != MULTI_EXPOSURE:
             raise HdrError(f"'{self.name}' is a single-image backend")
@@ -115,27 +126,38 @@ class TiledRunner:
             raise HdrError(f"a bracket needs at least 2 frames; got {n}")
         reference = n // 2 if reference is None else reference
         self._check_bracket(n, reference, maps)
-        if response is None:
-            response = self_calibrate(frames, exposures)
-        luts = torch.from_numpy(canonical_luts(response))
-        # One (1, 1, 3, H, W) view per frame, stacked tile by tile: no full-size copy of the bracket.
-        views = tuple(torch.from_numpy(np.asarray(f, np.float32)).permute(2, 0, 1)[None, None] for f in frames)
+        warps = [None] * n if warps is None else list(warps)
+        # One (1, 1, 3, H, W) view per frame, aligned and stacked tile by tile.
+        views = tuple(WarpedFrame(f, w) for f, w in zip(frames, warps))
         times = torch.tensor(exposures, dtype=torch.float32)[None]
         channels = 3 + (n + 1 if maps else 0)
         height, width = frames[0].shape[:2]
         if self.reduced_synthesis and height * width > SYNTHESIS_ABOVE:
             factor = (SYNTHESIS_PIXELS / (height * width)) ** 0.5
             size = (max(1, round(width * factor)), max(1, round(height * factor)))
-            small = np.stack([cv2.resize(np.asarray(f, np.float32), size, interpolation=cv2.INTER_AREA) for f in frames])
+            # Downsized, then aligned at that size (as the classical calibration's copies).
+            small = np.stack([warp_frame(cv2.resize(np.asarray(f, np.float32), size, interpolation=cv2.INTER_AREA),
+                                         None if w is None else scale_warp(w, factor)) for f, w in zip(frames, warps)])
+            if response is None:
+                response = self_calibrate(list(small), exposures)
+            tables = ReencodingTables(canonical_luts(response))
             small_ldr = torch.from_numpy(small).permute(0, 3, 1, 2)[None]
             # One pass over the whole reduced bracket: no tile can show in the output.
-            synthesis = self._synthesize(exposure_input(_reencode(small_ldr, luts), times), reference).float().cpu()
-            synthesis = F.interpolate(synthesis, size=(height, width), mode="bilinear", align_corners=False)
-            merge_tile = lambda tiles: self._head(tiles[0], torch.cat(tiles[1:], 1), luts, times, reference, maps)  # noqa: E731
-            out = run_tiled(merge_tile, (synthesis, *views), max(self.tile, HEAD_TILE), HEAD_OVERLAP,
-                            out_channels=channels, progress=progress, margin=HEAD_MARGIN)
+            small_x = _network_input(small_ldr, tables, times)
+            synthesis = self._synthesize(small_x, reference)
+            learned = self._gate(synthesis, small_x, reference)
+            del small, small_ldr, small_x
+            upsampled = (BilinearUpsampled(synthesis.float().cpu(), (height, width)),
+                         BilinearUpsampled(learned.float().cpu(), (height, width)))
+            merge_tile = lambda tiles: self._head(tiles[0], tiles[1], torch.cat(tiles[2:], 1), tables, times,  # noqa: E731
+                                                  reference, maps)
+            out = run_tiled(merge_tile, (*upsampled, *views), HEAD_TILE, HEAD_OVERLAP, out_channels=channels,
+                            progress=progress, margin=HEAD_MARGIN)
         else:
-            tile_input = lambda tiles: self._network(torch.cat(tiles, 1), luts, times, reference, maps)  # noqa: E731
+            if response is None:
+                response = self_calibrate([warp_frame(f, w) for f, w in zip(frames, warps)], exposures)
+            tables = ReencodingTables(canonical_luts(response))
+            tile_input = lambda tiles: self._network(torch.cat(tiles, 1), tables, times, reference, maps)  # noqa: E731
             out = run_tiled(tile_input, views, self.tile, self.overlap, out_channels=channels, progress=progress)
         return as_numpy_image(out)
 
@@ -176,10 +198,44 @@ class TiledRunner:
         return self.expand_photo(image, progress).hdr
 
 
-def _reencode(tile: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
-    """Apply (3, LUT_LEVELS) tables to a (B, N, 3, H, W) tile of frames in [0, 1]."""
-    index = torch.round(tile.clamp(0.0, 1.0) * (LUT_LEVELS - 1)).long()
-    return torch.stack([luts[c][index[:, :, c]] for c in range(3)], dim=2)
+class WarpedFrame:
+    """A frame (H, W, 3) aligned by a warp, as a lazy (1, 1, 3, H, W) tensor: ``[..., rows, cols]``
+    warps just that window (:func:`hdrcli.align.warp_frame`, equal to the same crop of the whole
+    aligned frame), so the bracket is held once, unaligned (at 24 MP: 576 MB less for 3 frames)."""
+
+    def __init__(self, pixels: np.ndarray, warp: np.ndarray | None) -> None:
+        self.pixels = np.asarray(pixels, np.float32)
+        self.warp = warp
+        self.shape = (1, 1, 3, *self.pixels.shape[:2])
+
+    def __getitem__(self, crop: tuple) -> torch.Tensor:
+        h, w = self.pixels.shape[:2]
+        rows, cols = crop[-2].indices(h)[:2], crop[-1].indices(w)[:2]
+        window = warp_frame(self.pixels, self.warp, rows, cols)
+        return torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)[None, None]
+
+
+class ReencodingTables:
+    """The (3, LUT_LEVELS) re-encoding tables of a bracket, flat, with their gamma-2.2 linear values.
+
+    Looking both up (one ``take`` each) replaces per-channel gathers and the per-pixel
+    ``ldr ** 2.2`` of :func:`hdrcli.models.exposure_input`: the same values, at a third of the
+    cost (they were a fifth of the large-photo merge).
+    """
+
+    def __init__(self, luts: np.ndarray) -> None:
+        self.encoded = torch.from_numpy(np.ascontiguousarray(luts, np.float32)).flatten()
+        self.linear = self.encoded.clamp(0.0, 1.0) ** GAMMA
+        self.offsets = (torch.arange(3) * LUT_LEVELS)[:, None, None]
+
+
+def _network_input(frames: torch.Tensor, tables: ReencodingTables, times: torch.Tensor) -> torch.Tensor:
+    """(B, N, 3, H, W) frames in [0, 1] as recorded -> the networks' input (B, N, 6, H, W): the frames
+    re-encoded to gamma 2.2 and their linear values / t, as :func:`hdrcli.models.exposure_input`."""
+    index = torch.round(frames.clamp(0.0, 1.0) * (LUT_LEVELS - 1)).long() + tables.offsets
+    t = times / times.min(dim=1, keepdim=True).values
+    linear = tables.linear.take(index).div_(t[:, :, None, None, None])
+    return torch.cat([tables.encoded.take(index), linear], dim=2)
 
 
 class TorchRunner(TiledRunner):
@@ -203,10 +259,14 @@ class TorchRunner(TiledRunner):
         return self.model.synthesize(x.to(self.device), reference)
 
     @torch.no_grad()
-    def _merge(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, maps: bool,
+    def _gate(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int) -> torch.Tensor:
+        return self.model.merge_head.gate_confidence(synthesis, x.to(self.device), reference)
+
+    @torch.no_grad()
+    def _merge(self, synthesis: torch.Tensor, learned: torch.Tensor, x: torch.Tensor, reference: int, maps: bool,
                codes: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model.head_output(synthesis.to(self.device), x.to(self.device), reference, maps,
-                                      None if codes is None else codes.to(self.device))
+        to = lambda t: None if t is None else t.to(self.device)  # noqa: E731
+        return self.model.gated_output(to(synthesis), to(learned), to(x), reference, maps, to(codes))
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False,
