@@ -30,7 +30,10 @@ clip border, :func:`hdrcli.merge.expand.highlight_extrapolation`, no learning, n
 denoising); each backend's network output alone ("<name> network"); and the shipped
 ``hdr expand`` composition ("<name>"), which keeps the linearised photo where it is well
 exposed. The well-exposed pixels of the highlight-only baseline and the shipped
-backends are the same linearised photo by construction.
+backends are the same linearised photo by construction. "highlight-only +
+reconstruction" adds the shipped composition's estimate of partly clipped channels from
+their neighbours' colour (:func:`hdrcli.merge.expand.reconstruct_clipped`) to the
+baseline, to show what that classical step gives on its own.
 
     python bench/expand_real.py [--backends twostage,stack] [--json]
 """
@@ -141,7 +144,10 @@ def main() -> None:
     for scene, photo, truth, valid in cached_scenes(args.max_side, args.cache):
         rows = table.setdefault(scene, {})
         rows["inverse gamma"] = scores(inverse_gamma(photo), truth, photo, valid)
-        rows["highlight-only"] = scores(compose(photo, None, denoise_shadows=False).hdr, truth, photo, valid)
+        rows["highlight-only"] = scores(compose(photo, None, denoise_shadows=False, reconstruct=False).hdr,
+                                        truth, photo, valid)
+        rows["highlight-only + reconstruction"] = scores(compose(photo, None, denoise_shadows=False).hdr,
+                                                         truth, photo, valid)
         for name, runner in runners.items():
             t0 = time.perf_counter()
             prediction = runner.predict(photo)

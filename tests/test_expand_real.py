@@ -26,6 +26,7 @@ from hdrcli.merge.expand import (
     guided_filter,
     highlight_alpha,
     linearise,
+    reconstruct_clipped,
     srgb_decode,
 )
 from hdrcli.merge.response import save_response
@@ -94,6 +95,34 @@ def test_prediction_is_scaled_to_the_photo_at_the_clip_border():
     assert 0.5 < np.median(ratio) < 2.0
     # Colour in the core follows the photo's border colour, not the prediction's tint.
     assert np.abs(chromaticity(result.hdr[core]) - chromaticity(radiance[core])).max() < 0.05
+
+
+def test_partly_clipped_channels_take_their_neighbours_colour():
+    """Sunlit yellow wood: red and green clip first, blue keeps measuring. The clipped
+    channels are estimated from blue through the colour of the unclipped wood (up to 3x),
+    a fully clipped patch inside takes the reconstructed surround (no white blotch, no
+    grey core), and unclipped pixels stay exactly the linearised photo."""
+    h, w = 64, 96
+    xx = np.mgrid[0:h, 0:w][1].astype(np.float32)
+    colour = np.array([1.0, 0.8, 0.3], np.float32)  # R / B = 3.3
+    radiance = (0.2 + 1.8 * xx / w)[..., None] * colour  # red clips at x ~ 43, blue never
+    radiance[28:36, 80:88] = 4.0  # a specular patch: every channel clipped
+    photo = np.round(srgb_encode(radiance) * 255) / np.float32(255)
+    lin = srgb_decode(photo)
+    out = reconstruct_clipped(lin, photo)
+    untouched = photo.max(-1) < 0.95
+    np.testing.assert_array_equal(out[untouched], lin[untouched])
+    assert np.all(out >= lin - 1e-7)
+    partly = (photo.max(-1) >= 1.0) & (photo.min(-1) < 0.95)
+    assert partly.any()
+    # Red follows blue times the wood's ratio (within the 3x limit), not the clip level.
+    expected = np.minimum(lin[partly][:, 2] * 1.0 / 0.3, 3.0)
+    np.testing.assert_allclose(out[partly][:, 0], expected, rtol=0.1)
+    patch = out[30:34, 82:86]
+    ring = out[26:38, 78:90].copy()
+    ring[2:10, 2:10] = np.nan
+    assert np.nanmin(patch[..., 0]) >= 0.8 * np.nanmedian(ring[..., 0])  # no dark core
+    assert patch[..., 2].mean() < patch[..., 0].mean() / 1.5  # the surround's colour, not white
 
 
 def test_clipped_values_are_a_lower_bound_no_dark_ring():

@@ -9,7 +9,10 @@ result is composed from the photo itself, in the manner of HDRCNN (Eilertsen et 
 1. **Linearise** the photo through its camera response: the sRGB curve by default, a
    measured inverse response (``hdr fuse --save-crf``, 256 x RGB) when given, or nothing
    when the pixels are linear already (camera RAW). 1.0 = the photo's clipping level.
-2. **Highlights**: a blend weight from the brightest channel near clipping,
+2. **Partly clipped channels** take the colour of their unclipped bright neighbours,
+   scaled to the channels the pixel did record (at most 3x; :func:`reconstruct_clipped`);
+   fully clipped regions start from the reconstructed ring around them.
+3. **Highlights**: a blend weight from the brightest channel near clipping,
    ``alpha = max(0, max_c(x) - tau) / (1 - tau)`` with tau = 0.95 (HDRCNN), widened by a
    small Gaussian so the transition has no hard outline. The prediction's contrast is
    first mapped onto the photo's (:func:`contrast_slope`: the log-log slope between the
@@ -21,10 +24,10 @@ result is composed from the photo itself, in the manner of HDRCNN (Eilertsen et 
    colour from the photo, so a network's colour cast cannot reach the output (a grey
    photo stays grey). A clipped value is a lower bound of the truth, so the expanded
    value never falls below the linearised photo (no dark rings around lights).
-3. **Shadows** (crushed: brightest channel below ~6/255): edge-preserving denoising
+4. **Shadows** (crushed: brightest channel below ~6/255): edge-preserving denoising
    (guided filter, He et al. 2010) of the linear values, which keeps their local mean,
    instead of any learned content (which would lift them into haze).
-4. Everywhere else the output *is* the linearised photo, bit for bit.
+5. Everywhere else the output *is* the linearised photo, bit for bit.
 
 ``highlight_extrapolation`` is the classical baseline without learning: inside clipped
 regions the log radiance grows smoothly from the border (by at most ``max_stops``).
@@ -43,6 +46,7 @@ SHADOW_LOW, SHADOW_HIGH = 0.012, 0.025  # display-referred max_c(x): full / no s
 GUIDED_RADIUS, GUIDED_EPS = 3, 0.01**2  # guided filter window (px) and edge threshold (display units^2)
 GAIN_SLOPE = 0.25  # stops per pixel from a clip border: how steeply the expansion may rise
 BAND_LOW = 0.55  # display-referred max_c(x) from which unclipped pixels anchor the prediction's scale
+RECONSTRUCT_MAX_GAIN = 3.0  # most a partly clipped channel is raised by its neighbours' colour (1.6 stops)
 SLOPE_LIMITS = (0.25, 1.5)  # range of the log-log slope that maps a prediction's contrast onto the photo's
 _EPS = 1e-6
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec. 709 luminance weights
@@ -150,26 +154,74 @@ def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).reshape(a.shape)
 
 
-def border_scale(linear: np.ndarray, prediction: np.ndarray, anchors: np.ndarray,
-                 sigmas: tuple[float, ...] = (64.0, 16.0, 4.0)) -> np.ndarray:
-    """(H, W, C) smooth per-channel factor that makes ``prediction`` agree with ``linear`` on ``anchors``.
+def fill_from_anchors(values: np.ndarray, anchors: np.ndarray, sigmas: tuple[float, ...] = (64.0, 16.0, 4.0)) -> np.ndarray:
+    """(H, W, C) ``values`` known on the ``anchors`` pixels, filled into the whole image.
 
-    The log ratio log(linear / prediction) on the anchor pixels is filled into the whole
-    image by normalised Gaussian convolution, coarse to fine: each finer scale replaces the
-    coarser one where it has enough anchors nearby, the image-wide median underlies all.
+    Normalised Gaussian convolution, coarse to fine: each finer scale replaces the coarser
+    one where it has enough anchors nearby; the anchors' median underlies all. Anchor pixels
+    themselves get a smooth local mean, not their own value.
     """
-    log_ratio = np.log(np.maximum(linear, _EPS)) - np.log(np.maximum(prediction, _EPS))
     weight = anchors.astype(np.float32)
-    if weight.sum() < 16:  # too few anchors: one global factor from all unclipped, non-dark pixels
-        return np.ones_like(linear)
-    field = np.broadcast_to(np.median(log_ratio[anchors], axis=0), linear.shape).astype(np.float32)
+    field = np.broadcast_to(np.median(values[anchors], axis=0), values.shape).astype(np.float32)
     for sigma in sigmas:
         den = _blur(weight, sigma)
-        num = _blur(log_ratio * weight[..., None], sigma)
+        num = _blur(values * weight[..., None], sigma)
         confidence = (den / (den + 0.05))[..., None]  # 0.05: a few anchors within ~sigma are enough
         local = num / np.maximum(den, _EPS)[..., None]
         field = confidence * local + (1 - confidence) * field
-    return np.exp(field).astype(np.float32)
+    return field
+
+
+def border_scale(linear: np.ndarray, prediction: np.ndarray, anchors: np.ndarray,
+                 sigmas: tuple[float, ...] = (64.0, 16.0, 4.0)) -> np.ndarray:
+    """(H, W, C) smooth per-channel factor that makes ``prediction`` agree with ``linear`` on ``anchors``
+    (their log ratio filled into the whole image, :func:`fill_from_anchors`)."""
+    if anchors.sum() < 16:  # too few anchors: one global factor from all unclipped, non-dark pixels
+        return np.ones_like(linear)
+    log_ratio = np.log(np.maximum(linear, _EPS)) - np.log(np.maximum(prediction, _EPS))
+    return np.exp(fill_from_anchors(log_ratio, anchors, sigmas)).astype(np.float32)
+
+
+def reconstruct_clipped(linear: np.ndarray, display: np.ndarray, tau: float = CLIP_TAU,
+                        max_gain: float = RECONSTRUCT_MAX_GAIN) -> np.ndarray:
+    """The linearised photo with its clipped channels estimated from its unclipped ones.
+
+    Where some channels of a pixel clip (sunlit yellow wood: red and green), they are lower
+    bounds: the pixel's colour is taken from the nearby unclipped bright pixels (their log
+    chromaticity, :func:`fill_from_anchors`) and scaled to the channels it did record, as raw
+    converters' highlight reconstruction does. Where every channel clips, the reconstructed
+    surround is filled inwards. A channel never falls below the photo and moves only as far
+    as it is clipped (ramp from ``tau`` to 1, display-referred), and by at most ``max_gain``:
+    everywhere else the result is ``linear`` exactly. Without a reconstruction, partly clipped
+    pixels stayed at the clipping level while the fully clipped ones inside them were
+    expanded: white blotches (img_004's sunlit wood).
+
+    Why the limit: a neighbour's colour is a guess (glow around a candle flame is whiter than
+    the wax it is measured on, a film scan's curve is not sRGB's), and unlimited it put
+    magenta rims around lights and cost Memorial 2.6 dB on clipped pixels; 3x keeps most of
+    the gain on the phone photos (see README, single-image quality).
+    """
+    clip = np.clip((np.asarray(display, np.float32) - tau) / (1.0 - tau), 0.0, 1.0)
+    if not clip.any():
+        return linear
+    log_lin = np.log(np.maximum(linear, _EPS))
+    anchors = (clip.max(-1) <= 0) & (display.max(-1) >= BAND_LOW) & (linear.min(-1) > 1e-4)
+    if anchors.sum() < 16:  # no colour to borrow
+        return linear
+    colour = fill_from_anchors(log_lin - log_lin.mean(-1, keepdims=True), anchors)
+    recorded = 1.0 - clip  # how much each channel is a measurement
+    total = recorded.sum(-1, keepdims=True)
+    level = (recorded * (log_lin - colour)).sum(-1, keepdims=True) / np.maximum(total, _EPS)
+    estimate = np.minimum(np.exp(level + colour), linear * max_gain)
+    full = total[..., 0] <= 0  # nothing recorded: the reconstructed surround, filled inwards
+    if full.any() and (~full).any():
+        partial = np.where(clip > 0, np.maximum(estimate, linear), linear)
+        # From the ring just outside (the brightest recorded pixels around it), not the wider
+        # surround: a region filled from darker surroundings showed as a grey core in a bright rim.
+        ring = cv2.dilate(full.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~full
+        estimate[full] = np.exp(fill_from_anchors(np.log(np.maximum(partial, _EPS)), ring, (16.0, 4.0, 1.5)))[full]
+    estimate = np.minimum(estimate, linear * max_gain)
+    return (linear + clip * (np.maximum(estimate, linear) - linear)).astype(np.float32)
 
 
 def contrast_slope(y_lin: np.ndarray, y_pred: np.ndarray, anchors: np.ndarray,
@@ -246,7 +298,7 @@ def highlight_extrapolation(linear: np.ndarray, alpha: np.ndarray, max_stops: fl
 
 
 def compose(image: np.ndarray, prediction: np.ndarray | None, *, response: np.ndarray | None = None,
-            linear: bool = False, denoise_shadows: bool = True) -> Expansion:
+            linear: bool = False, denoise_shadows: bool = True, reconstruct: bool = True) -> Expansion:
     """The expanded HDR of one photo (see the module docstring).
 
     Args:
@@ -256,6 +308,8 @@ def compose(image: np.ndarray, prediction: np.ndarray | None, *, response: np.nd
         response: (256, 3) inverse camera response, None for sRGB (ignored when ``linear``).
         linear: ``image`` holds linear sensor values (camera RAW).
         denoise_shadows: guided-filter the crushed shadows.
+        reconstruct: estimate partly clipped channels from the recorded ones
+            (:func:`reconstruct_clipped`) before the expansion.
 
     Returns:
         :class:`Expansion`; where the photo is neither near clipping nor crushed, ``hdr``
@@ -277,20 +331,28 @@ def compose(image: np.ndarray, prediction: np.ndarray | None, *, response: np.nd
     # one above tau). Where only some channels clip (a saturated sunset glow), the photo's
     # unclipped channels carry most of the luminance, and a gain there made blobs and arcs.
     full = highlight_alpha(display.min(-1, keepdims=True))
+    base = reconstruct_clipped(lin, display) if reconstruct else lin
+    out = out + (base - lin)  # 0 wherever no channel is near clipping
     if full.any():
         if prediction is None:
-            expanded = highlight_extrapolation(lin, full)
+            expanded = highlight_extrapolation(base, full)
         else:
             # Brightness from the prediction, colour from the photo: a luminance gain, so a
             # network's colour errors (casts, tinted outlines) cannot reach the output.
-            y_lin = np.maximum(lin @ _LUMA, _EPS)[..., None]
+            y_lin = np.maximum(base @ _LUMA, _EPS)[..., None]
             y_pred = np.maximum(np.asarray(prediction, np.float32), 0.0) @ _LUMA
             anchors = (alpha <= 0) & (display.max(-1) >= BAND_LOW) & (lin.min(-1) > 1e-4)
             y_pred = np.exp(contrast_slope(y_lin[..., 0], y_pred, anchors) * np.log(np.maximum(y_pred, _EPS)))
             y_pred = y_pred[..., None] * border_scale(y_lin, y_pred[..., None], anchors)
             log_gain = np.log(np.maximum(y_pred / y_lin, 1.0))[..., 0] * (full > 0)
-            expanded = lin * np.exp(smooth_gain(log_gain, full > 0))[..., None]
-        expanded = np.maximum(expanded, lin)  # a clipped value is a lower bound of the truth
+            gain = np.exp(smooth_gain(log_gain, full > 0))[..., None]
+            expanded = base * gain
+            # The brighter the prediction makes a clipped region, the whiter: its colour comes
+            # from its surround (reconstruct_clipped), right for a bright patch of the same
+            # surface, wrong for a light source's core (a flame is whiter than its glow).
+            surround_share = 1.0 / (1.0 + np.log2(gain))
+            expanded = surround_share * expanded + (1.0 - surround_share) * (expanded @ _LUMA)[..., None]
+        expanded = np.maximum(expanded, base)  # a clipped value is a lower bound of the truth
         out = out + full[..., None] * (expanded - out)
     clipped = float((image.max(-1) >= 254.5 / 255).mean()) if not linear else float((image.max(-1) >= 0.999).mean())
     kind = "linear" if linear else ("crf" if response is not None else "srgb")
