@@ -13,7 +13,7 @@ import torch
 
 from hdrcli.metrics import hdr_scores, mu_law, psnr, ssim
 from hdrcli.models import create_model
-from hdrcli.runtime.tiling import run_tiled, tile_weights
+from hdrcli.runtime.tiling import BilinearUpsampled, run_tiled, tile_weights
 from hdrcli.training.camera import CameraSimulator, split_maps, validation_brackets
 from tests.conftest import ROOT, textured_scene
 
@@ -51,6 +51,21 @@ def test_tile_weights_and_tiled_equals_whole():
         tiled = run_tiled(model, x, tile=96, overlap=32)
     difference = (torch.log1p(5000 * (tiled / 64).clamp(0, 1)) - torch.log1p(5000 * (whole / 64).clamp(0, 1))).abs()
     assert difference.max().item() / np.log1p(5000) < 0.02
+
+
+@pytest.mark.parametrize("small,size", [((5, 7), (13, 29)), ((41, 61), (98, 150)), ((20, 20), (20, 20))])
+def test_bilinear_upsampled_crops_equal_the_upsampled_image(small, size):
+    """Lazy upsampling (the large-photo synthesis and gate maps): every crop equals the same crop
+    of F.interpolate's bilinear output, and run_tiled takes it like a tensor."""
+    torch.manual_seed(1)
+    low = torch.rand(1, 3, *small)
+    full = torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False)
+    up = BilinearUpsampled(low, size)
+    assert up.shape == (1, 3, *size)
+    for rows, cols in ((slice(0, size[0]), slice(0, size[1])), (slice(3, size[0] - 1), slice(size[1] // 2, size[1]))):
+        torch.testing.assert_close(up[..., rows, cols], full[..., rows, cols], atol=1e-5, rtol=0)
+    tiled = run_tiled(lambda t: t[0] * 2, (up,), tile=8, overlap=0)
+    torch.testing.assert_close(tiled, full * 2, atol=1e-5, rtol=0)
 
 
 def _write_maps(folder: Path, count: int = 3) -> None:

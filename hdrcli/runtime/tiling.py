@@ -92,11 +92,14 @@ class BilinearUpsampled:
     def __init__(self, small: torch.Tensor, size: tuple[int, int]) -> None:
         self.small = small
         self.shape = (*small.shape[:-2], *size)
+        # Source rows and columns with their weights, once for the whole output.
+        self._rows = self._source(size[0], small.shape[-2])
+        self._cols = self._source(size[1], small.shape[-1])
 
     @staticmethod
-    def _source(window: slice, out_size: int, in_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _source(out_size: int, in_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # PyTorch's rule (align_corners=False): src = max((dst + 0.5) * in / out - 0.5, 0).
-        dst = torch.arange(*window.indices(out_size), dtype=torch.float64)
+        dst = torch.arange(out_size, dtype=torch.float64)
         src = ((dst + 0.5) * (in_size / out_size) - 0.5).clamp(min=0.0)
         low = src.floor().long().clamp(max=in_size - 1)
         high = (low + 1).clamp(max=in_size - 1)
@@ -104,11 +107,12 @@ class BilinearUpsampled:
 
     def __getitem__(self, crop: tuple) -> torch.Tensor:
         rows, cols = crop[-2], crop[-1]
-        (h, w), (hs, ws) = self.shape[-2:], self.small.shape[-2:]
-        y0, y1, fy = self._source(rows, h, hs)
-        x0, x1, fx = self._source(cols, w, ws)
-        band = self.small[..., y0, :] * (1 - fy)[:, None] + self.small[..., y1, :] * fy[:, None]
-        return band[..., x0] * (1 - fx) + band[..., x1] * fx
+        y0, y1, fy = (t[rows] for t in self._rows)
+        x0, x1, fx = (t[cols] for t in self._cols)
+        first, last = int(x0[0]), int(x1[-1]) + 1  # only the source columns this crop reads
+        source = self.small[..., first:last]
+        band = source[..., y0, :] * (1 - fy)[:, None] + source[..., y1, :] * fy[:, None]
+        return band[..., x0 - first] * (1 - fx) + band[..., x1 - first] * fx
 
 
 def as_numpy_image(t: torch.Tensor) -> np.ndarray:
