@@ -125,6 +125,21 @@ def test_partly_clipped_channels_take_their_neighbours_colour():
     assert patch[..., 2].mean() < patch[..., 0].mean() / 1.5  # the surround's colour, not white
 
 
+def test_channel_reconstruction_keeps_the_hue_at_its_limit():
+    """A saturated orange (R : G : B = 10 : 8 : 1) whose red and green clip: both estimates exceed
+    the 3x limit. Compressed together, red stays above green; capping each channel alone made
+    them equal (orange turned yellow: img_005's wax glow)."""
+    xx = np.mgrid[0:48, 0:96][1].astype(np.float32)
+    radiance = (0.05 + 7.0 * xx / 96)[..., None] * np.array([1.0, 0.8, 0.1], np.float32)
+    photo = np.round(srgb_encode(radiance) * 255) / np.float32(255)
+    lin = srgb_decode(photo)
+    out = reconstruct_clipped(lin, photo)
+    both = (photo[..., 0] >= 1.0) & (photo[..., 1] >= 1.0) & (photo[..., 2] < 0.9)
+    assert both.any()
+    assert np.all(out[both][:, :2] <= 3.0 + 1e-4)
+    assert np.median(out[both][:, 0] / out[both][:, 1]) > 1.1
+
+
 def test_clipped_values_are_a_lower_bound_no_dark_ring():
     photo, _ = clipped_scene()
     dark_prediction = np.full(photo.shape, 0.01, np.float32)  # a network that "darkens" the lamp

@@ -212,7 +212,7 @@ def reconstruct_clipped(linear: np.ndarray, display: np.ndarray, tau: float = CL
     recorded = 1.0 - clip  # how much each channel is a measurement
     total = recorded.sum(-1, keepdims=True)
     level = (recorded * (log_lin - colour)).sum(-1, keepdims=True) / np.maximum(total, _EPS)
-    estimate = np.minimum(np.exp(level + colour), linear * max_gain)
+    estimate = _limit_raise(np.exp(level + colour), linear, max_gain)
     full = total[..., 0] <= 0  # nothing recorded: the reconstructed surround, filled inwards
     if full.any() and (~full).any():
         partial = np.where(clip > 0, np.maximum(estimate, linear), linear)
@@ -220,8 +220,20 @@ def reconstruct_clipped(linear: np.ndarray, display: np.ndarray, tau: float = CL
         # surround: a region filled from darker surroundings showed as a grey core in a bright rim.
         ring = cv2.dilate(full.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~full
         estimate[full] = np.exp(fill_from_anchors(np.log(np.maximum(partial, _EPS)), ring, (16.0, 4.0, 1.5)))[full]
-    estimate = np.minimum(estimate, linear * max_gain)
-    return (linear + clip * (np.maximum(estimate, linear) - linear)).astype(np.float32)
+    estimate = _limit_raise(estimate, linear, max_gain)
+    return (linear + clip * (estimate - linear)).astype(np.float32)
+
+
+def _limit_raise(estimate: np.ndarray, linear: np.ndarray, max_gain: float) -> np.ndarray:
+    """``estimate`` raised to at least ``linear``, its largest per-channel raise compressed to
+    ``max_gain``: the log raises of a pixel are scaled together (a power), so their order and
+    the hue survive (capping each channel alone turned the orange glow of a candle's wax
+    yellow-green: red hit the cap, green did not)."""
+    floor = np.maximum(linear, _EPS)
+    raise_log = np.log(np.maximum(estimate, floor) / floor)
+    top = raise_log.max(-1, keepdims=True)
+    scale = np.minimum(1.0, np.log(max_gain) / np.maximum(top, _EPS))
+    return (linear * np.exp(raise_log * scale)).astype(np.float32)
 
 
 def contrast_slope(y_lin: np.ndarray, y_pred: np.ndarray, anchors: np.ndarray,
