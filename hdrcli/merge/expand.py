@@ -154,18 +154,25 @@ def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).reshape(a.shape)
 
 
-def fill_from_anchors(values: np.ndarray, anchors: np.ndarray, sigmas: tuple[float, ...] = (64.0, 16.0, 4.0)) -> np.ndarray:
+def fill_from_anchors(values: np.ndarray, anchors: np.ndarray, sigmas: tuple[float, ...] = (64.0, 16.0, 4.0),
+                      at: np.ndarray | None = None) -> np.ndarray:
     """(H, W, C) ``values`` known on the ``anchors`` pixels, filled into the whole image.
 
     Normalised Gaussian convolution, coarse to fine: each finer scale replaces the coarser
     one where it has enough anchors nearby; the anchors' median underlies all. Anchor pixels
-    themselves get a smooth local mean, not their own value.
+    themselves get a smooth local mean, not their own value. ``at``: an (H, W) mask; only
+    those pixels' values are returned, (K, C) (the blurs still see the whole image; the rest
+    of the arithmetic runs on K pixels, which on a large photo with few clipped pixels is
+    most of the time).
     """
     weight = anchors.astype(np.float32)
-    field = np.broadcast_to(np.median(values[anchors], axis=0), values.shape).astype(np.float32)
+    weighted = values * weight[..., None]
+    pick = (lambda a: a) if at is None else (lambda a: a[at])  # noqa: E731
+    shape = values.shape if at is None else (int(at.sum()), values.shape[-1])
+    field = np.broadcast_to(np.median(values[anchors], axis=0), shape).astype(np.float32)
     for sigma in sigmas:
-        den = _blur(weight, sigma)
-        num = _blur(values * weight[..., None], sigma)
+        den = pick(_blur(weight, sigma))
+        num = pick(_blur(weighted, sigma))
         confidence = (den / (den + 0.05))[..., None]  # 0.05: a few anchors within ~sigma are enough
         local = num / np.maximum(den, _EPS)[..., None]
         field = confidence * local + (1 - confidence) * field
@@ -202,26 +209,34 @@ def reconstruct_clipped(linear: np.ndarray, display: np.ndarray, tau: float = CL
     the gain on the phone photos (see README, single-image quality).
     """
     clip = np.clip((np.asarray(display, np.float32) - tau) / (1.0 - tau), 0.0, 1.0)
-    if not clip.any():
+    near = clip.max(-1) > 0  # the only pixels that change
+    if not near.any():
         return linear
-    log_lin = np.log(np.maximum(linear, _EPS))
-    anchors = (clip.max(-1) <= 0) & (display.max(-1) >= BAND_LOW) & (linear.min(-1) > 1e-4)
+    anchors = ~near & (display.max(-1) >= BAND_LOW) & (linear.min(-1) > 1e-4)
     if anchors.sum() < 16:  # no colour to borrow
         return linear
-    colour = fill_from_anchors(log_lin - log_lin.mean(-1, keepdims=True), anchors)
-    recorded = 1.0 - clip  # how much each channel is a measurement
+    log_lin = np.log(np.maximum(linear, _EPS))
+    colour = fill_from_anchors(log_lin - log_lin.mean(-1, keepdims=True), anchors, at=near)
+    lin_near, clip_near = linear[near], clip[near]
+    recorded = 1.0 - clip_near  # how much each channel is a measurement
     total = recorded.sum(-1, keepdims=True)
-    level = (recorded * (log_lin - colour)).sum(-1, keepdims=True) / np.maximum(total, _EPS)
-    estimate = _limit_raise(np.exp(level + colour), linear, max_gain)
-    full = total[..., 0] <= 0  # nothing recorded: the reconstructed surround, filled inwards
-    if full.any() and (~full).any():
-        partial = np.where(clip > 0, np.maximum(estimate, linear), linear)
+    level = (recorded * (log_lin[near] - colour)).sum(-1, keepdims=True) / np.maximum(total, _EPS)
+    estimate = _limit_raise(np.exp(level + colour), lin_near, max_gain)
+    full_near = total[:, 0] <= 0  # nothing recorded: the reconstructed surround, filled inwards
+    if full_near.any():
+        full = np.zeros(near.shape, bool)
+        full[near] = full_near
+        partial = log_lin.copy()
+        partial[near] = np.log(np.maximum(np.where(clip_near > 0, estimate, lin_near), _EPS))
         # From the ring just outside (the brightest recorded pixels around it), not the wider
         # surround: a region filled from darker surroundings showed as a grey core in a bright rim.
         ring = cv2.dilate(full.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~full
-        estimate[full] = np.exp(fill_from_anchors(np.log(np.maximum(partial, _EPS)), ring, (16.0, 4.0, 1.5)))[full]
-    estimate = _limit_raise(estimate, linear, max_gain)
-    return (linear + clip * (estimate - linear)).astype(np.float32)
+        if ring.any():
+            filled = fill_from_anchors(partial, ring, (16.0, 4.0, 1.5), at=full)
+            estimate[full_near] = _limit_raise(np.exp(filled), lin_near[full_near], max_gain)
+    out = linear.copy()
+    out[near] = lin_near + clip_near * (estimate - lin_near)
+    return out.astype(np.float32, copy=False)
 
 
 def _limit_raise(estimate: np.ndarray, linear: np.ndarray, max_gain: float) -> np.ndarray:
