@@ -359,7 +359,8 @@ def compose(image: np.ndarray, prediction: np.ndarray | None, *, response: np.nd
     # unclipped channels carry most of the luminance, and a gain there made blobs and arcs.
     full = highlight_alpha(display.min(-1, keepdims=True))
     base = reconstruct_clipped(lin, display) if reconstruct else lin
-    out = out + (base - lin)  # 0 wherever no channel is near clipping
+    if base is not lin:  # it differs only where a channel is near clipping
+        out = out + (base - lin)
     if full.any():
         if prediction is None:
             expanded = highlight_extrapolation(base, full)

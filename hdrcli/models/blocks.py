@@ -430,7 +430,7 @@ class ExposureMergeHead(nn.Module):
         nn.init.constant_(self.gate[-1].bias, 6.0)  # sigmoid(6) = 0.998: trust every frame at first
 
     def maps(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int,
-             codes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             codes: torch.Tensor | None = None, learned: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(weights (B, N, H, W) of the frames in the output, synthesis share alpha (B, 1, H, W)).
 
         The frame weights and alpha sum to 1 at every pixel. ``codes`` (B, N, 3, H, W): the
@@ -442,8 +442,10 @@ class ExposureMergeHead(nn.Module):
         its mid-tones re-encoded look dark, and weights on the re-encoded codes handed them to
         the long frame: the same Debevec merge scored 26.81 dB re-exposure on its reference
         frame with weights on re-encoded codes, 28.99 on the camera's.
+        ``learned``: the gate's maps, when computed apart (:meth:`gate_confidence`).
         """
-        return self.merge_maps(x, self.confidence(synthesis, x, reference), codes)
+        t = relative_times(x)
+        return self.merge_maps(x, self.confidence(synthesis, x, reference, learned, t), codes, t)
 
     def _usability(self, ldr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(usable, unclipped, uncrushed) (B, N, H, W) from the re-encoded frames' brightest channel."""
@@ -456,9 +458,8 @@ class ExposureMergeHead(nn.Module):
                    t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(weights, alpha) as :meth:`maps`, from a ghost ``confidence`` (B, N, H, W) in [0, 1].
 
-        Everything here is per pixel: the runtime may compute the confidence (the head's
-        only spatial and learned part) at reduced resolution and upsample it, and run this
-        at full resolution in tiles of any size. ``t``: :func:`relative_times` of x, if known.
+        Everything here is per pixel (the spatial parts are in :meth:`confidence`).
+        ``t``: :func:`relative_times` of x, if known.
         """
         from hdrcli.merge.classical import EXPOSURE_WEIGHT_POWER, SHADOW_WEIGHT_POWER
 
@@ -643,8 +644,6 @@ class MultiExposureNet(nn.Module):
         :meth:`ExposureMergeHead.gate_confidence`; None: computed here). The rest of the head
         is per pixel or 5x5: the runtime feeds it a synthesis and gate maps computed at
         reduced resolution and upsampled, tile by tile, and it stays exact over tiles."""
-        t = relative_times(x)
-        confidence = self.merge_head.confidence(synthesis, x, reference, learned, t)
-        weights, alpha = self.merge_head.merge_maps(x, confidence, codes, t)
+        weights, alpha = self.merge_head.maps(synthesis, x, reference, codes, learned)
         output = self.merge_head.compose(weights, alpha, synthesis, x)
         return torch.cat([output, weights, alpha], 1) if return_maps else output
