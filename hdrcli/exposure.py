@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+
 from hdrcli.errors import HdrError
 from hdrcli.io.frames import Frame
 from hdrcli.log import info, warn
@@ -244,6 +246,54 @@ def make_bracket(frames: list[Frame], exposures: list[float], reference: str | i
             raise HdrError(f"--reference '{reference}' is not one of the frames ({', '.join(names)})")
         ref = names.index(Path(str(reference)).name)
     return Bracket(frames, exposures, ref)
+
+
+# A longer exposure records every pixel at least as bright (the camera response rises).
+# Where two frames differ by more than ORDER_MIN_STEP (display units), the longer one being
+# darker on more than ORDER_MAX_DARKER of those pixels (and on at least ORDER_MIN_PIXELS of
+# all) means the exposures were given in the wrong order: motion, noise and alignment shift
+# the difference both ways and stay far below it.
+ORDER_MIN_STEP, ORDER_MAX_DARKER, ORDER_MIN_PIXELS = 4 / 255, 0.8, 0.05
+_ORDER_SIDE = 256  # frames are compared on a grid of about this many pixels per side
+
+
+def darker_share(shorter: np.ndarray, longer: np.ndarray) -> tuple[float, float]:
+    """(share of the differing pixels where ``longer`` is darker, share of pixels that differ).
+
+    Args:
+        shorter, longer: (H, W, 3) frames of one scene in [0, 1] (display-referred or
+            linear), the second given the longer exposure. Compared on a strided grid of
+            about _ORDER_SIDE pixels per side, on the channel mean.
+    """
+    h, w = min(shorter.shape[0], longer.shape[0]), min(shorter.shape[1], longer.shape[1])
+    step = max(1, max(h, w) // _ORDER_SIDE)
+    a = shorter[:h:step, :w:step].mean(-1)
+    b = longer[:h:step, :w:step].mean(-1)
+    differ = np.abs(b - a) > ORDER_MIN_STEP
+    count = int(differ.sum())
+    if count == 0:
+        return 0.0, 0.0
+    return float((b[differ] < a[differ]).sum()) / count, count / a.size
+
+
+def check_brightness_order(bracket: Bracket, source: str) -> None:
+    """Refuse exposures that contradict the frames: a frame given a longer exposure than the
+    next shorter one but darker than it almost everywhere (the values were listed in the wrong
+    order, or belong to other files). ``source`` says where the exposures came from, for the
+    message: '--exposures', '--ev', 'the exposure file' or 'EXIF'."""
+    frames, exposures = bracket.frames, bracket.exposures
+    for a, b, ea, eb in zip(frames, frames[1:], exposures, exposures[1:]):
+        share, differing = darker_share(a.pixels, b.pixels)
+        if share > ORDER_MAX_DARKER and differing >= ORDER_MIN_PIXELS:
+            if source == "EXIF":
+                given = (f"its EXIF exposure ({describe_frame_exposure(b, eb)}) is {eb / ea:.3g}x that of "
+                         f"{a.name} ({describe_frame_exposure(a, ea)})")
+                fix = "give the exposures with --exposures or --ev"
+            else:
+                given = f"{source} gives it a {eb / ea:.3g}x longer exposure"
+                fix = f"check {source}: its values follow the files in the order given"
+            raise HdrError(f"{b.name} is darker than {a.name} on {100 * share:.0f}% of the pixels where they differ, "
+                           f"though {given}: the exposures contradict the frames; {fix}", b.path)
 
 
 def describe_frame_exposure(frame: Frame, relative: float) -> str:

@@ -26,6 +26,7 @@ from hdrcli.backends import BackendSpec, get_backend
 from hdrcli.errors import HdrError
 from hdrcli.exposure import (
     Bracket,
+    check_brightness_order,
     exif_exposures,
     make_bracket,
     read_exposure_file,
@@ -117,6 +118,7 @@ def load_bracket(
         if not given:
             t0 = time.perf_counter()
             bracket = make_bracket(frames, scene_exposures, reference)
+            check_brightness_order(bracket, "the scene's exposure.txt")
             timings["exif_s"] = time.perf_counter() - t0
             return bracket
     else:
@@ -126,12 +128,14 @@ def load_bracket(
         frames = read_frames(list(inputs))
         timings["read_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    source = "EXIF"
     if exposures is not None:
-        values = exposures
+        values, source = exposures, "--exposures"
     elif ev is not None:
-        values = seconds_from_ev(ev)
+        values, source = seconds_from_ev(ev), "--ev"
     elif exposure_file is not None:
         values = read_exposure_file(exposure_file, [f.name for f in frames], exposure_file_format)
+        source = "the exposure file"
     elif require_exposures:
         values = exif_exposures(frames)
     else:
@@ -139,10 +143,12 @@ def load_bracket(
             values = exif_exposures(frames)
         except HdrError:
             warn("no exposure information: ordering frames by their brightness")
-            values = estimate_exposures(frames)
+            values, source = estimate_exposures(frames), ""
     if len(values) != len(frames):
         raise HdrError(f"{len(values)} exposures given for {len(frames)} frames")
     bracket = make_bracket(frames, values, reference)
+    if source:  # brightness-ordered frames agree by construction
+        check_brightness_order(bracket, source)
     timings["exif_s"] = time.perf_counter() - t0
     return bracket
 

@@ -143,7 +143,8 @@ def test_tonemap_command(tmp_path):
 def test_fuse_kalantari_scene_folder(tmp_path, example_bracket):
     scene = tmp_path / "001"
     scene.mkdir()
-    for i, path in enumerate(example_bracket[::-1]):  # -2, 0, +2 EV sorted by name below
+    by_ev = sorted(example_bracket, key=lambda p: float(p.stem.split("_")[1].removesuffix("ev")))
+    for i, path in enumerate(by_ev):  # -2, 0, +2 EV, as exposure.txt lists them
         image = cv2.imread(str(path)).astype(np.uint16) * 257
         cv2.imwrite(str(scene / f"input_{i}.tif"), image)
     (scene / "exposure.txt").write_text("-2\n0\n2\n")
@@ -264,3 +265,13 @@ def test_learned_backend_errors(tmp_path, example_bracket):
     r = hdr("fuse", *example_bracket, "-b", "twostage", "-o", tmp_path / "x.exr")
     assert r.returncode != 0 and "single-image" in r.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_refuses_exposures_in_the_wrong_order(tmp_path):
+    pair = [shared_path("brackets", "samsung_dynamic", "118", name) for name in ("input_3.png", "input_4.png")]
+    run = hdr("fuse", *pair, "--exposures", "1,9", "-o", tmp_path / "out.exr")  # input_3 is the brighter frame
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert "input_4.png is darker than input_3.png" in run.stderr and "check --exposures" in run.stderr
+    assert not list(tmp_path.iterdir())
+    run = hdr("fuse", *pair[::-1], "--exposures", "1,9", "-o", tmp_path / "out.exr")
+    assert run.returncode == 0, run.stderr

@@ -126,3 +126,33 @@ def test_shutter_speeds_with_decimal_denominators_are_read():
     for bad in ("1/2/3", "1/0", "/3"):
         with pytest.raises(HdrError):
             parse_number(bad)
+
+
+def _photographed(radiance: np.ndarray, times: list[float]) -> list[Frame]:
+    return [Frame(Path(f"t{t:g}.png"), (np.clip(radiance * t, 0, 1) ** (1 / 2.2)).astype(np.float32), 8, False)
+            for t in times]
+
+
+def test_exposures_that_contradict_the_frames_are_refused():
+    from hdrcli.exposure import check_brightness_order, darker_share
+    from tests.conftest import radiance_scene
+
+    radiance = radiance_scene(120, 160, stops=10.0)
+    frames = _photographed(radiance, [0.25, 1.0, 4.0])
+    check_brightness_order(make_bracket(frames, [0.25, 1.0, 4.0]), "--exposures")  # as shot: accepted
+    assert darker_share(frames[0].pixels, frames[1].pixels)[0] == 0.0
+    # A moving object (a quarter of the frame, brighter in the longer frame's place) is not a contradiction.
+    moved = [f.pixels.copy() for f in frames]
+    moved[2][:60, :80] = moved[2][60:, 80:][::-1]
+    check_brightness_order(make_bracket([Frame(f.path, m, 8, False) for f, m in zip(frames, moved)],
+                                        [0.25, 1.0, 4.0]), "EXIF")
+    # The values listed in the wrong order: the "longer" frame is darker everywhere it differs.
+    with pytest.raises(HdrError, match=r"t1.png is darker than t4.png on 100% .* --exposures gives it a 4x longer") as err:
+        check_brightness_order(make_bracket(frames, [0.25, 4.0, 1.0]), "--exposures")
+    assert "\n" not in str(err.value) and "t1.png" in str(err.value)
+    with pytest.raises(HdrError, match="its EXIF exposure .* give the exposures with --exposures or --ev"):
+        check_brightness_order(make_bracket(frames, [4.0, 1.0, 0.25]), "EXIF")
+    # Identical or featureless frames give no evidence either way.
+    flat = [Frame(Path(f"f{i}.png"), np.full((8, 8, 3), 0.5, np.float32), 8, False) for i in range(2)]
+    check_brightness_order(make_bracket(flat, [1.0, 2.0]), "--ev")
+
