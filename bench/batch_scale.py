@@ -1,6 +1,7 @@
 """Throughput of `hdr batch --jobs N` on generated brackets (issue 14: --jobs 2 >= 1.7x --jobs 1).
 
     python bench/batch_scale.py [--brackets 8] [--size 1500x1000] [--jobs 1,2] [--repeats 2] [--engine local]
+                                [--threads N]
 
 Writes a shoot folder of N deterministic 3-frame JPEG brackets with EXIF (capture times 5
 minutes apart, 1/200, 1/50, 1/12.5 s), then runs the real CLI, `hdr batch DIR -o OUT
@@ -9,7 +10,9 @@ minutes apart, 1/200, 1/50, 1/12.5 s), then runs the real CLI, `hdr batch DIR -o
 both. Printed per J: wall seconds of each run, the best, brackets per minute, the
 speed-up over the first J, and the threads each job got (cores // jobs, from the
 process's CPU affinity). The wall time includes starting the workers (their imports),
-as a user sees it.
+as a user sees it. ``--threads N`` gives every job N threads instead (``hdr batch
+--threads``), so that the jobs differ only in how many run at once: how the throughput
+scales with the jobs, apart from what a job's own threads already gain.
 """
 
 from __future__ import annotations
@@ -60,11 +63,12 @@ def make_shoot(folder: Path, brackets: int, width: int, height: int) -> None:
                 folder / f"b{b:02d}_{i}.jpg", quality=92, exif=exif.tobytes())
 
 
-def run(folder: Path, out: Path, jobs: int, engine: str) -> float:
+def run(folder: Path, out: Path, jobs: int, engine: str, threads: int | None = None) -> float:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
+    extra = ["--threads", str(threads)] if threads else []
     r = subprocess.run([sys.executable, "-m", "hdrcli.cli", "batch", str(folder), "-o", str(out), "--jobs", str(jobs),
-                        "--engine", engine], capture_output=True, text=True)
+                        "--engine", engine, *extra], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         sys.exit(f"hdr batch --jobs {jobs} failed:\n{r.stderr[-2000:]}")
@@ -80,6 +84,7 @@ def main() -> None:
     parser.add_argument("--jobs", default="1,2")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--engine", default="local")
+    parser.add_argument("--threads", type=int, default=None, help="threads of every job (default: cores // jobs)")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
     jobs_list = [int(j) for j in args.jobs.split(",")]
@@ -94,7 +99,7 @@ def main() -> None:
         times: dict[int, list[float]] = {j: [] for j in jobs_list}
         for _ in range(args.repeats):
             for jobs in jobs_list:
-                times[jobs].append(run(folder, Path(tmp) / "out", jobs, args.engine))
+                times[jobs].append(run(folder, Path(tmp) / "out", jobs, args.engine, args.threads))
                 print(f"  --jobs {jobs}: {times[jobs][-1]:.1f} s", file=sys.stderr, flush=True)
     try:
         load = os.getloadavg()[0]
@@ -107,7 +112,7 @@ def main() -> None:
     for jobs in jobs_list:
         best = min(times[jobs])
         runs = ", ".join(f"{t:.1f}" for t in times[jobs])
-        print(f"{jobs:>4} {threads_per_job(jobs, cores):>11} {runs:>20} {best:>7.1f} {60 * args.brackets / best:>12.1f} "
+        print(f"{jobs:>4} {args.threads or threads_per_job(jobs, cores):>11} {runs:>20} {best:>7.1f} {60 * args.brackets / best:>12.1f} "
               f"{base / best:>7.2f}x")
 
 
