@@ -137,7 +137,16 @@ def load_bracket(
         values = read_exposure_file(exposure_file, [f.name for f in frames], exposure_file_format)
         source = "the exposure file"
     elif require_exposures:
-        values = exif_exposures(frames)
+        try:
+            values = exif_exposures(frames)
+        except HdrError as exc:
+            # Suggest values in the files' order, from their brightness (sRGB assumed), to check and pass on.
+            step = max(1, round((frames[0].pixels.shape[0] * frames[0].pixels.shape[1] / 250_000) ** 0.5))
+            thumbs = [Frame(f.path, f.pixels[::step, ::step], f.bit_depth, f.linear) for f in frames]
+            guess = ",".join(f"{v:.3g}" for v in estimate_exposures(thumbs))
+            message = str(exc)[len(exc.path) + 2:] if exc.path else str(exc)
+            raise HdrError(f"{message}; from their brightness the files given look like "
+                           f"--exposures {guess} (relative, assuming an sRGB curve)", exc.path) from None
     else:
         try:
             values = exif_exposures(frames)

@@ -275,3 +275,8 @@ def test_cli_refuses_exposures_in_the_wrong_order(tmp_path):
     assert not list(tmp_path.iterdir())
     run = hdr("fuse", *pair[::-1], "--exposures", "1,9", "-o", tmp_path / "out.exr")
     assert run.returncode == 0, run.stderr
+    # Without exposures (these PNGs have no EXIF) the error suggests values in the files' order.
+    run = hdr("fuse", *pair, "-o", tmp_path / "none.exr")
+    assert run.returncode != 0 and "no exposure time in EXIF" in run.stderr
+    suggested = [float(v) for v in run.stderr.split("--exposures ")[-1].split()[0].split(",")]
+    assert suggested[0] / suggested[1] == pytest.approx(9.0, rel=0.1)  # input_3 is the brighter frame
