@@ -291,7 +291,8 @@ def check_brightness_order(bracket: Bracket, source: str) -> None:
                 fix = "give the exposures with --exposures or --ev"
             else:
                 given = f"{source} gives it a {eb / ea:.3g}x longer exposure"
-                fix = f"check {source}: its values follow the files in the order given"
+                fix = f"check {source}" + (": its values follow the files in the order given"
+                                           if source in ("--exposures", "--ev") else "")
             raise HdrError(f"{b.name} is darker than {a.name} on {100 * share:.0f}% of the pixels where they differ, "
                            f"though {given}: the exposures contradict the frames; {fix}", b.path)
 
