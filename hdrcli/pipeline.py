@@ -211,7 +211,8 @@ def fuse_bracket(
         runner: learned backends: a runner made beforehand (see :func:`check_fuse_options`).
         keep_maps: learned backends: keep the per-frame weight and synthesis maps in the result.
 
-    Timings (seconds) go to ``FuseResult.timings``: ``load_s`` (model), ``align_s``,
+    Timings (seconds) go to ``FuseResult.timings``: ``load_s`` (model; in :func:`fuse` and
+    :func:`expand` also importing torch when the backend name is resolved), ``align_s``,
     ``calibrate_s``, ``merge_s`` or ``network_s``.
     """
     info = backend if isinstance(backend, BackendSpec) else get_backend(backend)  # resolved once per job
@@ -417,7 +418,9 @@ def fuse(
     ``threads``: CPU threads for every library (None: the available cores; see hdrcli.threads).
     Options a backend cannot take fail before any frame is read (:func:`check_fuse_options`).
     """
-    info = get_backend(backend)
+    t_resolve = time.perf_counter()
+    info = get_backend(backend)  # a learned name imports torch and the model modules here
+    resolve_s = time.perf_counter() - t_resolve
     configure_threads(threads)
     output = Path(output)
     radiance = info.output == "radiance"
@@ -445,7 +448,7 @@ def fuse(
 
         t0 = time.perf_counter()
         runner = make_runner(info.name, runtime, size=model_size, device=device, tile=tile)
-        timings["load_s"] = time.perf_counter() - t0
+        timings["load_s"] = resolve_s + time.perf_counter() - t0  # "model": importing torch included
     bracket = load_bracket(
         inputs, exposures=exposures, ev=ev, exposure_file=exposure_file,
         exposure_file_format=exposure_file_format, reference=reference,
@@ -610,9 +613,11 @@ def expand(
     configure_threads(threads)
     from hdrcli.align import linear_to_srgb
     from hdrcli.io.frames import read_frame
-    from hdrcli.runtime import make_runner
+    t_resolve = time.perf_counter()
+    from hdrcli.runtime import make_runner  # imports torch
 
-    info = get_backend(backend)
+    info = get_backend(backend)  # imports the model modules
+    resolve_s = time.perf_counter() - t_resolve
     if info.kind != "single-image":
         raise HdrError(f"'{backend}' fuses brackets; `hdr expand` takes twostage or stack")
     output = Path(output)
@@ -642,7 +647,7 @@ def expand(
     timings["read_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     runner = make_runner(backend, runtime, size=model_size, device=device, tile=tile)
-    timings["load_s"] = time.perf_counter() - t0
+    timings["load_s"] = resolve_s + time.perf_counter() - t0  # "model": importing torch included
     if frame.linear and crf is not None:
         warn(f"{frame.name}: RAW data are linear; --crf is not used")
         response = None
