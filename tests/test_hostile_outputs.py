@@ -329,13 +329,15 @@ def test_sigterm_during_write_leaves_nothing(tmp_path):
     depend on the machine's speed."""
     frames = make_bracket(tmp_path, 600, 800)
     before, names = digest(frames), listing(tmp_path)
+    # One thread: the job leaves this process a core to watch for the temp file (on a 2-core machine
+    # a job on both cores once kept the watcher off the CPU for the temp file's whole life).
     proc = subprocess.Popen([*HDR, "fuse", *map(str, frames), *FAST, "--crf", str(tmp_path / "crf.txt"),
-                             "--tonemap", "mantiuk", "--float32", "-o", str(tmp_path / "x.exr")],
+                             "--tonemap", "mantiuk", "--float32", "--threads", "1", "-o", str(tmp_path / "x.exr")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 120
     while not find_stale_temps(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert find_stale_temps(tmp_path), "the job ended before its first temp file was seen"
+    assert find_stale_temps(tmp_path), f"the job ended before its first temp file was seen: {proc.communicate(timeout=60)}"
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
