@@ -257,6 +257,13 @@ ORDER_MIN_STEP, ORDER_MAX_DARKER, ORDER_MIN_PIXELS = 4 / 255, 0.8, 0.05
 _ORDER_SIDE = 256  # frames are compared on a grid of about this many pixels per side
 
 
+def strided_grid(pixels: np.ndarray, side: int) -> np.ndarray:
+    """A view of ``pixels`` (H, W, ...) on every k-th row and column, k chosen so that the
+    longer side keeps about ``side`` pixels: statistics of a frame without copying it."""
+    step = max(1, max(pixels.shape[:2]) // side)
+    return pixels[::step, ::step]
+
+
 def darker_share(shorter: np.ndarray, longer: np.ndarray) -> tuple[float, float]:
     """(share of the differing pixels where ``longer`` is darker, share of pixels that differ).
 
@@ -266,9 +273,8 @@ def darker_share(shorter: np.ndarray, longer: np.ndarray) -> tuple[float, float]
             about _ORDER_SIDE pixels per side, on the channel mean.
     """
     h, w = min(shorter.shape[0], longer.shape[0]), min(shorter.shape[1], longer.shape[1])
-    step = max(1, max(h, w) // _ORDER_SIDE)
-    a = shorter[:h:step, :w:step].mean(-1)
-    b = longer[:h:step, :w:step].mean(-1)
+    a = strided_grid(shorter[:h, :w], _ORDER_SIDE).mean(-1)
+    b = strided_grid(longer[:h, :w], _ORDER_SIDE).mean(-1)
     differ = np.abs(b - a) > ORDER_MIN_STEP
     count = int(differ.sum())
     if count == 0:

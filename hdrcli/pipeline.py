@@ -31,6 +31,7 @@ from hdrcli.exposure import (
     make_bracket,
     read_exposure_file,
     seconds_from_ev,
+    strided_grid,
 )
 from hdrcli.io.atomic import check_output_path, check_outputs, make_output_folder, output_transaction
 from hdrcli.io.metadata import PhotoMetadata, exif_bytes, exr_attributes, read_metadata
@@ -141,8 +142,7 @@ def load_bracket(
             values = exif_exposures(frames)
         except HdrError as exc:
             # Suggest values in the files' order, from their brightness (sRGB assumed), to check and pass on.
-            step = max(1, round((frames[0].pixels.shape[0] * frames[0].pixels.shape[1] / 250_000) ** 0.5))
-            thumbs = [Frame(f.path, f.pixels[::step, ::step], f.bit_depth, f.linear) for f in frames]
+            thumbs = [Frame(f.path, strided_grid(f.pixels, 512), f.bit_depth, f.linear) for f in frames]
             guess = ",".join(f"{v:.3g}" for v in estimate_exposures(thumbs))
             message = str(exc)[len(exc.path) + 2:] if exc.path else str(exc)
             raise HdrError(f"{message}; from their brightness the files given look like "
