@@ -100,16 +100,17 @@ def _translate(pixels: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return cv2.warpAffine(pixels, matrix, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _scaled_warp(warp: np.ndarray, s: float) -> np.ndarray:
-    """A warp estimated on images scaled by ``s`` (pixel centres kept) expressed at scale 1."""
-    scale = np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5], [0, 0, 1]], np.float64)
+def _scaled_warp(warp: np.ndarray, s: float | tuple[float, float]) -> np.ndarray:
+    """A warp estimated on images scaled by ``s`` (pixel centres kept; (sx, sy) per axis) expressed at scale 1."""
+    sx, sy = (s, s) if np.isscalar(s) else s
+    scale = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], np.float64)
     full = np.linalg.inv(scale) @ np.asarray(warp, np.float64) @ scale
     return (full / full[2, 2]).astype(np.float32)
 
 
-def scale_warp(warp: np.ndarray, s: float) -> np.ndarray:
-    """A full-resolution warp expressed for the image resized by ``s`` (pixel centres kept)."""
-    return _scaled_warp(warp, 1.0 / s)
+def scale_warp(warp: np.ndarray, s: float | tuple[float, float]) -> np.ndarray:
+    """A full-resolution warp expressed for the image resized by ``s`` (pixel centres kept; (sx, sy) per axis)."""
+    return _scaled_warp(warp, 1.0 / s if np.isscalar(s) else (1.0 / s[0], 1.0 / s[1]))
 
 
 def motion_px(warp: np.ndarray, width: int, height: int) -> float:

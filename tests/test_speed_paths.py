@@ -51,6 +51,35 @@ def test_a_band_of_rows_warps_like_the_whole_image(warp):
         np.testing.assert_allclose(warp_frame(image, warp, (y0, y1), (x0, x1)), whole[y0:y1, x0:x1], atol=1e-5)
 
 
+def test_warp_scaled_per_axis_maps_points_like_the_resized_images():
+    """A warp given for full-size frames, expressed for frames resized by (sx, sy), moves the
+    resized pixel centres where the full-size warp moves theirs."""
+    from hdrcli.align import scale_warp
+
+    sx, sy = 576 / 1414, 432 / 1060
+    small = scale_warp(HOMOGRAPHY, (sx, sy))
+    for x, y in ((10.0, 20.0), (700.0, 500.0), (1400.0, 1050.0)):
+        moved = HOMOGRAPHY.astype(np.float64) @ [x, y, 1.0]
+        moved = moved[:2] / moved[2]
+        centre = [(x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5, 1.0]
+        got = small.astype(np.float64) @ centre
+        np.testing.assert_allclose(got[:2] / got[2], (moved + 0.5) * [sx, sy] - 0.5, atol=1e-3)
+    np.testing.assert_allclose(scale_warp(HOMOGRAPHY, (0.5, 0.5)), scale_warp(HOMOGRAPHY, 0.5))
+
+
+def test_reduced_synthesis_size_is_fft_friendly():
+    """The reduced bracket keeps the photo's aspect and about the asked pixels, on sides that are
+    multiples of 16 (prime sides made the FFT blocks 1.7x slower)."""
+    from hdrcli.runtime.torch_runtime import reduced_size
+
+    for height, width in ((1060, 1414), (3024, 4032), (4243, 5657), (1000, 1500), (333, 5000)):
+        w, h = reduced_size(height, width, 250_000)
+        assert w % 16 == 0 and h % 16 == 0
+        assert abs(w * h / 250_000 - 1) < 0.15
+        assert abs((w / h) / (width / height) - 1) < 0.1
+    assert reduced_size(1060, 1414, 250_000) == (576, 432)
+
+
 @pytest.mark.parametrize("merge", [merge_debevec, merge_robertson])
 @pytest.mark.parametrize("guard", [True, False])
 def test_banded_merge_with_warps_equals_merging_warped_frames(monkeypatch, merge, guard):

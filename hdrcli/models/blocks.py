@@ -429,8 +429,8 @@ class ExposureMergeHead(nn.Module):
         nn.init.normal_(self.gate[-1].weight, std=1e-3)  # near zero, but gradients reach every layer
         nn.init.constant_(self.gate[-1].bias, 6.0)  # sigmoid(6) = 0.998: trust every frame at first
 
-    def maps(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int,
-             codes: torch.Tensor | None = None, learned: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def maps(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, codes: torch.Tensor | None = None,
+             learned: torch.Tensor | None = None, t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(weights (B, N, H, W) of the frames in the output, synthesis share alpha (B, 1, H, W)).
 
         The frame weights and alpha sum to 1 at every pixel. ``codes`` (B, N, 3, H, W): the
@@ -442,9 +442,10 @@ class ExposureMergeHead(nn.Module):
         its mid-tones re-encoded look dark, and weights on the re-encoded codes handed them to
         the long frame: the same Debevec merge scored 26.81 dB re-exposure on its reference
         frame with weights on re-encoded codes, 28.99 on the camera's.
-        ``learned``: the gate's maps, when computed apart (:meth:`gate_confidence`).
+        ``learned``: the gate's maps, when computed apart (:meth:`gate_confidence`); ``t``:
+        :func:`relative_times` of x, if known.
         """
-        t = relative_times(x)
+        t = relative_times(x) if t is None else t
         return self.merge_maps(x, self.confidence(synthesis, x, reference, learned, t), codes, t)
 
     def _usability(self, ldr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -639,11 +640,14 @@ class MultiExposureNet(nn.Module):
         return self.gated_output(synthesis, None, x, reference, return_maps, codes)
 
     def gated_output(self, synthesis: torch.Tensor, learned: torch.Tensor | None, x: torch.Tensor, reference: int,
-                     return_maps: bool = False, codes: torch.Tensor | None = None) -> torch.Tensor:
+                     return_maps: bool = False, codes: torch.Tensor | None = None,
+                     t: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`head_output` with the learned gate's maps given (see
         :meth:`ExposureMergeHead.gate_confidence`; None: computed here). The rest of the head
         is per pixel or 5x5: the runtime feeds it a synthesis and gate maps computed at
-        reduced resolution and upsampled, tile by tile, and it stays exact over tiles."""
-        weights, alpha = self.merge_head.maps(synthesis, x, reference, codes, learned)
+        reduced resolution and upsampled, tile by tile, and it stays exact over tiles.
+        ``t``: the frames' relative exposures (B, N), shortest 1, when the caller knows them
+        (else recovered from x, :func:`relative_times`: a pass over every tile)."""
+        weights, alpha = self.merge_head.maps(synthesis, x, reference, codes, learned, t)
         output = self.merge_head.compose(weights, alpha, synthesis, x)
         return torch.cat([output, weights, alpha], 1) if return_maps else output

@@ -38,8 +38,17 @@ LARGE_PHOTO_TILE = 1024
 # pixels are not blended in equal one whole-image pass. (ONNX exports hold the whole network:
 # they run it at full resolution.)
 SYNTHESIS_ABOVE = 1_000_000
-SYNTHESIS_PIXELS = 250_000
+SYNTHESIS_PIXELS = 200_000
+# The reduced bracket's sides are multiples of this: the FFT blocks' transforms of prime
+# sides (577 x 433, a 1.5 MP photo's 0.25 MP copy) took 1.7x as long as of 576 x 432.
+SYNTHESIS_MULTIPLE = 16
 HEAD_TILE, HEAD_OVERLAP, HEAD_MARGIN = 256, 8, 4  # 256: the 5x5 means stay in cache (512: +25%, 1024: 4x)
+
+
+def reduced_size(height: int, width: int, pixels: int, multiple: int = SYNTHESIS_MULTIPLE) -> tuple[int, int]:
+    """(width, height) of about ``pixels`` pixels with the photo's aspect, each side a multiple of ``multiple``."""
+    factor = (pixels / (height * width)) ** 0.5
+    return tuple(max(multiple, round(side * factor / multiple) * multiple) for side in (width, height))
 
 
 def available_sizes(name: str) -> list[str]:
@@ -84,7 +93,7 @@ class TiledRunner:
               times: torch.Tensor, reference: int, maps: bool) -> torch.Tensor:
         """The merge head on a tile of frames as recorded, of the synthesis and of the gate's maps."""
         x = _network_input(frames, tables, times)
-        return self._merge(synthesis, learned, x, reference, maps, codes=frames)
+        return self._merge(synthesis, learned, x, reference, maps, codes=frames, t=times / times.min(dim=1, keepdim=True).values)
 
     def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
         """Hook: a runtime that takes fewer bracket shapes than torch refuses here, before any tile."""
@@ -96,7 +105,7 @@ class TiledRunner:
         raise NotImplementedError
 
     def _merge(self, synthesis: torch.Tensor, learned: torch.Tensor, x: torch.Tensor, reference: int, maps: bool,
-               codes: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
+               codes: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def fuse(self, frames: list[np.ndarray], exposures: list[float],
@@ -133,11 +142,11 @@ class TiledRunner:
         channels = 3 + (n + 1 if maps else 0)
         height, width = frames[0].shape[:2]
         if self.reduced_synthesis and height * width > SYNTHESIS_ABOVE:
-            factor = (SYNTHESIS_PIXELS / (height * width)) ** 0.5
-            size = (max(1, round(width * factor)), max(1, round(height * factor)))
+            size = reduced_size(height, width, SYNTHESIS_PIXELS)
+            factors = (size[0] / width, size[1] / height)
             # Downsized, then aligned at that size (as the classical calibration's copies).
             small = np.stack([warp_frame(cv2.resize(np.asarray(f, np.float32), size, interpolation=cv2.INTER_AREA),
-                                         None if w is None else scale_warp(w, factor)) for f, w in zip(frames, warps)])
+                                         None if w is None else scale_warp(w, factors)) for f, w in zip(frames, warps)])
             if response is None:
                 response = self_calibrate(list(small), exposures)
             tables = ReencodingTables(canonical_luts(response))
@@ -264,9 +273,9 @@ class TorchRunner(TiledRunner):
 
     @torch.no_grad()
     def _merge(self, synthesis: torch.Tensor, learned: torch.Tensor, x: torch.Tensor, reference: int, maps: bool,
-               codes: torch.Tensor | None = None) -> torch.Tensor:
-        to = lambda t: None if t is None else t.to(self.device)  # noqa: E731
-        return self.model.gated_output(to(synthesis), to(learned), to(x), reference, maps, to(codes))
+               codes: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+        to = lambda a: None if a is None else a.to(self.device)  # noqa: E731
+        return self.model.gated_output(to(synthesis), to(learned), to(x), reference, maps, to(codes), to(t))
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False,
