@@ -33,7 +33,13 @@ from hdrcli.exposure import (
     seconds_from_ev,
     strided_grid,
 )
-from hdrcli.io.atomic import check_output_path, check_outputs, make_output_folder, output_transaction
+from hdrcli.io.atomic import (
+    check_output_path,
+    check_outputs,
+    make_output_folder,
+    output_transaction,
+    remove_abandoned_temps,
+)
 from hdrcli.io.metadata import PhotoMetadata, exif_bytes, exr_attributes, read_metadata
 from hdrcli.io.ultrahdr import DEFAULT_HEADROOM_STOPS, check_headroom, check_ultrahdr_extension, write_ultrahdr
 from hdrcli.io.frames import Frame, read_frames
@@ -363,6 +369,17 @@ def check_fuse_options(
         raise HdrError(f"a bracket needs at least 2 frames; {n} given")
 
 
+def tidy_output_folders(outputs: list, inputs: list) -> list[Path]:
+    """Remove, with a warning, the temporary files a killed hdrcli left in the outputs' folders
+    more than an hour ago (:func:`hdrcli.io.atomic.remove_abandoned_temps`; never an input)."""
+    removed = remove_abandoned_temps(outputs, inputs)
+    if removed:
+        names = ", ".join(p.name for p in removed[:3]) + (", ..." if len(removed) > 3 else "")
+        warn(f"removed {len(removed)} temporary file(s) left more than an hour ago by an interrupted hdrcli "
+             f"in {removed[0].parent}: {names}")
+    return removed
+
+
 def _check_outputs(output: Path, preview: Path | None, radiance: bool, overwrite: bool,
                    inputs: list = (), extra: list = ()) -> None:
     """Extensions, then :func:`check_outputs`: no output is an input (not even with
@@ -463,6 +480,7 @@ def fuse(
         # their names, shapes, exposures and EXIF (a zero-stride view of one value).
         for frame in bracket.frames:
             frame.pixels = np.broadcast_to(np.float32(0.0), frame.pixels.shape)
+    tidy_output_folders([output, preview_path, save_crf, save_weights], [*inputs, exposure_file, crf])
     t0 = time.perf_counter()
     written: list[Path] = []
     with output_transaction():  # all outputs appear together, or none (a failing preview removes the HDR)
@@ -664,6 +682,7 @@ def expand(
         log_info(f"{frame.name}: {100 * expansion.clipped_fraction:.2f}% of pixels clipped: filled by {backend}")
     meta = None if strip_metadata else read_metadata(frame.path)
     exif = exif_bytes(meta, f"hdrcli {__version__} ({backend})")
+    tidy_output_folders([output, preview_path], [source, crf])
     t0 = time.perf_counter()
     written = [write_ultrahdr(output, hdr, tonemap_image(hdr, tonemap), headroom_stops=hdr_headroom, exif=exif).path] \
         if ultrahdr else [write_hdr(output, hdr, float32=float32, attributes=exr_attributes(meta, f"hdrcli {backend} expansion of {frame.name}"), metadata={

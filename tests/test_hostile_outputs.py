@@ -321,6 +321,47 @@ def test_transaction_api(tmp_path):
     assert remove_stale_temps(tmp_path) == [stale] and not stale.exists()
 
 
+def test_fuse_and_expand_remove_only_old_temps_of_killed_runs(scene):
+    """Temp files a SIGKILL left in the output folder more than an hour ago are removed (with a
+    warning) when a job writes there; younger ones (a job running now), symbolic links and the
+    job's inputs, whatever their names, stay. Failing jobs remove nothing."""
+    folder, frames, crf = scene
+    hour_ago = time.time() - 3700
+    old, young = folder / f"{TEMP_PREFIX}old12345-x.exr", folder / f"{TEMP_PREFIX}new12345-x.exr"
+    old_input = folder / f"{TEMP_PREFIX}input-f1.png"  # an input with a temp-like name
+    old_input.write_bytes(frames[1].read_bytes())
+    for path in (old, young):
+        path.write_bytes(b"left by SIGKILL")
+    os.symlink(frames[0], folder / f"{TEMP_PREFIX}link-x.png")
+    for path in (old, old_input, folder / f"{TEMP_PREFIX}link-x.png"):
+        os.utime(path, (hour_ago, hour_ago), follow_symlinks=False)
+    inputs = [frames[0], old_input, frames[2]]
+    before = digest(inputs)
+    r = cli("fuse", *inputs, "--ev", "-2,0,2", "--align", "none", "--crf", "/nonexistent/crf.txt", "-o", folder / "x.exr")
+    assert r.exit_code == 1 and old.exists()  # a failing job touches nothing
+    r = cli("fuse", *inputs, *FAST, "--crf", crf, "-o", folder / "x.exr")
+    assert r.exit_code == 0, r.stderr
+    assert "removed 1 temporary file(s)" in r.stderr and old.name in r.stderr
+    assert not old.exists() and young.exists() and (folder / f"{TEMP_PREFIX}link-x.png").is_symlink()
+    assert digest(inputs) == before
+    young.write_bytes(b"left by SIGKILL")
+    os.utime(young, (hour_ago, hour_ago))
+    r = cli("expand", old_input, "-o", folder / "e.exr", "--no-preview")
+    assert r.exit_code == 0, r.stderr
+    assert not young.exists() and "removed 1 temporary file(s)" in r.stderr
+    assert digest(inputs) == before and old_input.exists()
+
+
+def test_remove_stale_temps_by_age_keeps_inputs(tmp_path):
+    old, new = tmp_path / f"{TEMP_PREFIX}a-x.exr", tmp_path / f"{TEMP_PREFIX}b-x.exr"
+    for path in (old, new):
+        path.write_bytes(b"x")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert find_stale_temps(tmp_path, older_than=3600) == [old]
+    assert remove_stale_temps(tmp_path, older_than=3600, keep=[old]) == [] and old.exists()
+    assert remove_stale_temps(tmp_path, older_than=3600) == [old] and new.exists()
+
+
 # ----------------------------------------------------------------------------- 3. SIGTERM
 
 def test_sigterm_during_write_leaves_nothing(tmp_path):

@@ -10,7 +10,9 @@ makes a job's several outputs appear together or not at all.
 
 Temporary files start with :data:`TEMP_PREFIX`. Python removes them on errors, Ctrl-C
 and SIGTERM (the CLI turns SIGTERM into an exception); only SIGKILL or a power loss
-leaves one behind, recognisable by its name (:func:`remove_stale_temps`).
+leaves one behind, recognisable by its name (:func:`remove_stale_temps`; ``hdr fuse`` and
+``hdr expand`` remove those older than an hour from their output folders,
+:func:`remove_abandoned_temps`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +35,8 @@ from hdrcli.errors import HdrError
 
 TEMP_PREFIX = ".hdrcli-tmp-"
 """Every temporary file hdrcli creates starts with this, so stale ones (after SIGKILL or a
-power loss) can be recognised and removed (``hdr batch`` does so at start)."""
+power loss) can be recognised and removed (``hdr batch`` does so at start; ``hdr fuse`` and
+``hdr expand`` remove those older than :data:`STALE_TEMP_AGE_S`)."""
 
 NAME_MAX = 255  # bytes in one file name on Linux/macOS file systems (ext4, APFS, tmpfs, ...)
 _TEMP_STEM_CHARS = 24  # temp names keep only the start of the output's stem: they must fit NAME_MAX too
@@ -164,22 +168,54 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool = False) -> 
     return path
 
 
-def find_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
-    """Temporary files left in ``folder`` (not recursive) by an hdrcli that was killed (SIGKILL)."""
+STALE_TEMP_AGE_S = 3600.0
+"""Seconds since its last write after which a temporary file belongs to no running job: a
+job's temps live from its first output's write to its renames (seconds; a minute at most for
+24 MP with every output), so an hour-old one was left by a killed process."""
+
+
+def find_stale_temps(folder: str | os.PathLike[str], older_than: float = 0.0) -> list[Path]:
+    """Temporary files left in ``folder`` (not recursive) by an hdrcli that was killed (SIGKILL),
+    last written at least ``older_than`` seconds ago (0: all). Symbolic links are never listed."""
+    now = time.time()
+    found = []
     try:
-        return sorted(Path(e.path) for e in os.scandir(folder) if e.name.startswith(TEMP_PREFIX) and e.is_file())
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.name.startswith(TEMP_PREFIX) and e.is_file(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        if now - e.stat(follow_symlinks=False).st_mtime >= older_than:
+                            found.append(Path(e.path))
     except OSError:
         return []
+    return sorted(found)
 
 
-def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
-    """Remove :func:`find_stale_temps` of ``folder``; returns the files removed."""
+def remove_stale_temps(folder: str | os.PathLike[str], older_than: float = 0.0,
+                       keep: Iterable[str | os.PathLike[str] | None] = ()) -> list[Path]:
+    """Remove :func:`find_stale_temps` of ``folder`` except the files in ``keep`` (a job's
+    inputs: never removed, whatever their name); returns the files removed."""
+    kept = _input_files(keep)
     removed = []
-    for path in find_stale_temps(folder):
+    for path in find_stale_temps(folder, older_than):
+        if any(same_file(path, k) for k in kept):
+            continue
         with contextlib.suppress(OSError):
             path.unlink()
             removed.append(path)
     return removed
+
+
+def remove_abandoned_temps(outputs: Iterable[str | os.PathLike[str] | None],
+                           inputs: Iterable[str | os.PathLike[str] | None] = ()) -> list[Path]:
+    """Before a job writes ``outputs``: remove the temporary files older than
+    :data:`STALE_TEMP_AGE_S` in their folders (left there by a killed hdrcli; younger ones may
+    belong to a job running now), never an input. Returns the files removed."""
+    folders: dict[Path, None] = {}
+    for out in outputs:
+        if out is not None and Path(out).parent.is_dir():
+            folders[Path(out).parent.resolve()] = None
+    return [p for folder in folders for p in remove_stale_temps(folder, STALE_TEMP_AGE_S, inputs)]
 
 
 def _temp_path(path: Path) -> Path:
