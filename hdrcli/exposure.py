@@ -255,6 +255,12 @@ def make_bracket(frames: list[Frame], exposures: list[float], reference: str | i
 # the difference both ways and stay far below it.
 ORDER_MIN_STEP, ORDER_MAX_DARKER, ORDER_MIN_PIXELS = 4 / 255, 0.8, 0.05
 _ORDER_SIDE = 256  # frames are compared on a grid of about this many pixels per side
+# Frames given exposures SAME_MIN_RATIO or more apart (half a stop) must differ wherever the
+# longer one is well above black (SAME_ABOVE_FLOOR over the shorter frame's 1st percentile,
+# the floor of film scans) and neither clips: more than SAME_MAX_UNCHANGED of those pixels
+# within ORDER_MIN_STEP means one picture given twice (real brackets: at most 2.1%, Memorial's
+# 1-stop pairs included).
+SAME_MIN_RATIO, SAME_ABOVE_FLOOR, SAME_MAX_UNCHANGED = 2**0.5, 24 / 255, 0.5
 
 
 def strided_grid(pixels: np.ndarray, side: int) -> np.ndarray:
@@ -282,25 +288,48 @@ def darker_share(shorter: np.ndarray, longer: np.ndarray) -> tuple[float, float]
     return float((b[differ] < a[differ]).sum()) / count, count / a.size
 
 
+def unchanged_share(shorter: np.ndarray, longer: np.ndarray) -> tuple[float, float]:
+    """(share of the measurable pixels where the two frames differ by at most ORDER_MIN_STEP,
+    share of pixels measurable). Measurable: ``longer`` more than SAME_ABOVE_FLOOR above the
+    shorter frame's 1st percentile (its black floor) and neither frame clipped (>= 250/255).
+    Same grid and channel mean as :func:`darker_share`."""
+    h, w = min(shorter.shape[0], longer.shape[0]), min(shorter.shape[1], longer.shape[1])
+    a = strided_grid(shorter[:h, :w], _ORDER_SIDE).mean(-1)
+    b = strided_grid(longer[:h, :w], _ORDER_SIDE).mean(-1)
+    measurable = (b > np.percentile(a, 1) + SAME_ABOVE_FLOOR) & (np.maximum(a, b) < 250 / 255)
+    count = int(measurable.sum())
+    if count == 0:
+        return 0.0, 0.0
+    return float((np.abs(b - a)[measurable] <= ORDER_MIN_STEP).sum()) / count, count / a.size
+
+
 def check_brightness_order(bracket: Bracket, source: str) -> None:
     """Refuse exposures that contradict the frames: a frame given a longer exposure than the
     next shorter one but darker than it almost everywhere (the values were listed in the wrong
-    order, or belong to other files). ``source`` says where the exposures came from, for the
-    message: '--exposures', '--ev', 'the exposure file' or 'EXIF'."""
+    order, or belong to other files), or unchanged though given half a stop more or longer (one
+    picture given twice). ``source`` says where the exposures came from, for the message:
+    '--exposures', '--ev', 'the exposure file' or 'EXIF'."""
     frames, exposures = bracket.frames, bracket.exposures
     for a, b, ea, eb in zip(frames, frames[1:], exposures, exposures[1:]):
         share, differing = darker_share(a.pixels, b.pixels)
         if share > ORDER_MAX_DARKER and differing >= ORDER_MIN_PIXELS:
-            if source == "EXIF":
-                given = (f"its EXIF exposure ({describe_frame_exposure(b, eb)}) is {eb / ea:.3g}x that of "
-                         f"{a.name} ({describe_frame_exposure(a, ea)})")
-                fix = "give the exposures with --exposures or --ev"
-            else:
-                given = f"{source} gives it a {eb / ea:.3g}x longer exposure"
-                fix = f"check {source}" + (": its values follow the files in the order given"
-                                           if source in ("--exposures", "--ev") else "")
-            raise HdrError(f"{b.name} is darker than {a.name} on {100 * share:.0f}% of the pixels where they differ, "
-                           f"though {given}: the exposures contradict the frames; {fix}", b.path)
+            found = f"{b.name} is darker than {a.name} on {100 * share:.0f}% of the pixels where they differ"
+        elif eb / ea >= SAME_MIN_RATIO:
+            share, measurable = unchanged_share(a.pixels, b.pixels)
+            if share <= SAME_MAX_UNCHANGED or measurable < ORDER_MIN_PIXELS:
+                continue
+            found = f"{b.name} is the same picture as {a.name} ({100 * share:.0f}% of its pixels unchanged)"
+        else:
+            continue
+        if source == "EXIF":
+            given = (f"its EXIF exposure ({describe_frame_exposure(b, eb)}) is {eb / ea:.3g}x that of "
+                     f"{a.name} ({describe_frame_exposure(a, ea)})")
+            fix = "give the exposures with --exposures or --ev"
+        else:
+            given = f"{source} gives it a {eb / ea:.3g}x longer exposure"
+            fix = f"check {source}" + (": its values follow the files in the order given"
+                                       if source in ("--exposures", "--ev") else "")
+        raise HdrError(f"{found}, though {given}: the exposures contradict the frames; {fix}", b.path)
 
 
 def describe_frame_exposure(frame: Frame, relative: float) -> str:

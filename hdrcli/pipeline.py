@@ -39,6 +39,7 @@ from hdrcli.io.atomic import (
     make_output_folder,
     output_transaction,
     remove_abandoned_temps,
+    same_file,
 )
 from hdrcli.io.metadata import PhotoMetadata, exif_bytes, exr_attributes, read_metadata
 from hdrcli.io.ultrahdr import DEFAULT_HEADROOM_STOPS, check_headroom, check_ultrahdr_extension, write_ultrahdr
@@ -132,6 +133,10 @@ def load_bracket(
         if len(inputs) < 2:
             name = str(inputs[0]) if inputs else "(none)"
             raise HdrError(f"a bracket needs at least 2 frames, got {len(inputs)} ({name}); add the other exposures")
+        for i, path in enumerate(inputs):  # e.g. a shell glob and a file named again: one frame twice
+            for earlier in inputs[:i]:
+                if same_file(path, earlier):
+                    raise HdrError(f"this file is given twice (also as {earlier}); each frame once", path)
         frames = read_frames(list(inputs))
         timings["read_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()

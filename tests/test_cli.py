@@ -164,6 +164,7 @@ def _bad_inputs(tmp: Path, frobisher: list[Path]) -> dict[str, tuple[list, str]]
     plain = cv2.imread(str(frobisher[0]))
     cv2.imwrite(str(tmp / "noexif_a.png"), plain)
     cv2.imwrite(str(tmp / "noexif_b.png"), plain // 2)
+    (tmp / "copy.jpg").write_bytes(frobisher[0].read_bytes())  # the same EXIF exposure, another file
     f0, f1, f2 = map(str, frobisher)
     out = str(tmp / "out" / "o.exr")
     return {
@@ -173,7 +174,8 @@ def _bad_inputs(tmp: Path, frobisher: list[Path]) -> dict[str, tuple[list, str]]
         "single frame": ([f0, "-o", out], "at least 2 frames"),
         "different sizes": ([f0, tmp / "small.jpg", "-o", out], "differs"),
         "no exposure info": ([tmp / "noexif_a.png", tmp / "noexif_b.png", "-o", out], "no exposure time"),
-        "same exposure": ([f0, f0, "-o", out], "same exposure"),
+        "same exposure": ([f0, tmp / "copy.jpg", "-o", out], "same exposure"),
+        "same file twice": ([f0, f1, f0, "-o", out], "given twice"),
         "missing output folder": ([f0, f1, f2, "-o", tmp / "nowhere" / "o.exr"], "does not exist"),
         "unwritable output folder": ([f0, f1, f2, "-o", "/proc/o.exr"], "not writable"),
         "unknown extension": ([f0, f1, f2, "-o", tmp / "out" / "o.xyz"], "unknown output extension"),
@@ -185,7 +187,7 @@ def _bad_inputs(tmp: Path, frobisher: list[Path]) -> dict[str, tuple[list, str]]
 @pytest.mark.parametrize(
     "case",
     ["empty file", "text named .jpg", "truncated jpeg", "single frame", "different sizes", "no exposure info",
-     "same exposure", "missing output folder", "unwritable output folder", "unknown extension", "missing file",
+     "same exposure", "same file twice", "missing output folder", "unwritable output folder", "unknown extension", "missing file",
      "bad exposure list"],
 )
 def test_bad_input(tmp_path, frobisher, case):
@@ -264,6 +266,14 @@ def test_learned_backend_errors(tmp_path, example_bracket):
     assert r.returncode != 0 and "fuses brackets" in r.stderr
     r = hdr("fuse", *example_bracket, "-b", "twostage", "-o", tmp_path / "x.exr")
     assert r.returncode != 0 and "single-image" in r.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_refuses_a_frame_given_twice(tmp_path, example_bracket):
+    twice = [example_bracket[0], example_bracket[1], example_bracket[0]]
+    run = hdr("fuse", *twice, "--ev", "-2,0,2", "-o", tmp_path / "out.exr")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "given twice" in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
 
 

@@ -152,7 +152,24 @@ def test_exposures_that_contradict_the_frames_are_refused():
     assert "\n" not in str(err.value) and "t1.png" in str(err.value)
     with pytest.raises(HdrError, match="its EXIF exposure .* give the exposures with --exposures or --ev"):
         check_brightness_order(make_bracket(frames, [4.0, 1.0, 0.25]), "EXIF")
-    # Identical or featureless frames give no evidence either way.
+    # Featureless frames give no evidence either way.
     flat = [Frame(Path(f"f{i}.png"), np.full((8, 8, 3), 0.5, np.float32), 8, False) for i in range(2)]
     check_brightness_order(make_bracket(flat, [1.0, 2.0]), "--ev")
+
+
+def test_one_picture_given_two_exposures_is_refused():
+    """Frames given exposures half a stop or more apart must change wherever the longer one is
+    above black and unclipped; a picture given twice (a copy) does not."""
+    from hdrcli.exposure import check_brightness_order, unchanged_share
+    from tests.conftest import radiance_scene
+
+    radiance = radiance_scene(120, 160, stops=10.0)
+    frames = _photographed(radiance, [0.25, 0.41, 1.0])  # 0.7 and 1.3 stops apart: accepted
+    check_brightness_order(make_bracket(frames, [0.25, 0.41, 1.0]), "EXIF")
+    assert unchanged_share(frames[0].pixels, frames[1].pixels)[0] < 0.1
+    copy = Frame(Path("copy.png"), frames[1].pixels.copy(), 8, False)
+    with pytest.raises(HdrError, match=r"copy.png is the same picture as t0.41.png \(100% .* 2x longer exposure"):
+        check_brightness_order(make_bracket([frames[0], frames[1], copy], [0.25, 0.5, 1.0]), "--exposures")
+    # Closer than half a stop, a copy is not refused (the frames barely change there anyway).
+    check_brightness_order(make_bracket([frames[1], copy], [1.0, 1.3]), "--exposures")
 

@@ -598,7 +598,8 @@ def _error_lines(result: subprocess.CompletedProcess) -> list[str]:
 
 def test_cli_max_pixels_and_allow_corrupt(tmp_path):
     huge = _huge_files(tmp_path)["jpeg"]
-    good = _write(tmp_path, "good.jpg", _jpeg(64, 96))
+    # Two stops darker than the corrupt frame's picture: with --ev 0,2 the two make a bracket.
+    good = _write(tmp_path, "good.jpg", cv2.imencode(".jpg", _photo(64, 96) // 2)[1].tobytes())
     bad = _write(tmp_path, "bad.jpg", _corrupt_jpegs()["extraneous"])
     out = tmp_path / "out"
     out.mkdir()
