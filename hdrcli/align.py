@@ -221,22 +221,31 @@ def estimate_warps(bracket: Bracket, method: str = "ecc", indices: list[int] | N
     h, w = ref_frame.pixels.shape[:2]
     s = min(1.0, _ESTIMATE_MAX_SIDE / max(h, w))
     coarse = min(1.0, _COARSE_SIDE / max(h, w))
-    refs = {scale: _small(ref_frame.pixels, scale) for scale in {s, coarse}}
-    ref_lins = {scale: _luma(im if ref_frame.linear else srgb_to_linear(im)) for scale, im in refs.items()}
+    refs: dict[float, np.ndarray] = {}
+    ref_lins: dict[float, np.ndarray] = {}
+
+    def reference_at(scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """The reference at ``scale`` and its linear luminance, made when first needed (a tripod
+        bracket never needs the finer scale: its linearisation was a tenth of a 1.5 MP fuse)."""
+        if scale not in refs:
+            refs[scale] = _small(ref_frame.pixels, scale)
+            ref_lins[scale] = _luma(refs[scale] if ref_frame.linear else srgb_to_linear(refs[scale]))
+        return refs[scale], ref_lins[scale]
 
     def candidates_at(scale: float, i: int, small: np.ndarray):
         """Candidate warps at ``scale`` (simplest first), their edge agreements and the MTB shift."""
         frame = frames[i]
         gain = bracket.exposures[ref] / bracket.exposures[i]
+        ref_small, ref_lin = reference_at(scale)
         # Compare both at the darker of the two exposures so neither is pushed into clipping.
-        g_ref = linear_to_srgb(ref_lins[scale] * np.float32(min(1.0, 1.0 / gain)))
+        g_ref = linear_to_srgb(ref_lin * np.float32(min(1.0, 1.0 / gain)))
         g_mov = exposure_matched_gray(small, frame.linear, min(1.0, gain))
         valid = ((g_ref > 0.02) & (g_ref < 0.97) & (g_mov > 0.02) & (g_mov < 0.97)).astype(np.uint8)
         if method == "mtb":
             dx, dy = mtb_shift(ref_frame.pixels, frame.pixels, frame.linear)
             shift = (-dx * scale, -dy * scale)
         else:
-            dx, dy = mtb_shift(refs[scale], small, frame.linear)
+            dx, dy = mtb_shift(ref_small, small, frame.linear)
             shift = (-float(dx), -float(dy))
         candidates, kinds = [np.eye(3, dtype=np.float32)], ["none"]
         if dx or dy:
