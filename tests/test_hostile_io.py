@@ -449,6 +449,43 @@ def test_exr_absurd_header_values(tmp_path, attribute, value, message):
     assert "bad.exr" in str(info.value)
 
 
+def test_exr_too_short_for_its_declared_image_is_refused_before_decoding(tmp_path):
+    """A small EXR declaring 100 MP (within the budget): its offset table and chunks alone need
+    more bytes than the file has, so it is refused before OpenEXR allocates ~1.2 GB."""
+    data = _with_exr_attribute(_exr_bytes(tmp_path), b"dataWindow", struct.pack("<iiii", 0, 0, 9999, 9999))
+    path = _write(tmp_path, "short.exr", data)
+    with pytest.raises(HdrError, match=r"too small for the 10000x10000 image") as info:
+        read_hdr(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("compression", ["NO", "RLE", "ZIPS", "ZIP", "PIZ", "PXR24", "B44", "DWAA", "DWAB", "ZSTD"])
+def test_exr_size_bound_accepts_every_compression(tmp_path, compression):
+    """The least size per compression never refuses a valid file: flat images (best compression)
+    and noise, scan lines and tiles, half and float; uncompressed files sit exactly on the bound."""
+    import OpenEXR
+
+    rng = np.random.default_rng(1)
+    for image in (np.full((60, 80, 3), 0.5, np.float32), rng.random((60, 80, 3), dtype=np.float32)):
+        for tiled in (False, True):
+            for dtype in (np.float16, np.float32):
+                header = {"compression": getattr(OpenEXR, f"{compression}_COMPRESSION"),
+                          "type": OpenEXR.tiledimage if tiled else OpenEXR.scanlineimage}
+                if tiled:
+                    tiles = OpenEXR.TileDescription()
+                    tiles.xSize, tiles.ySize = 16, 24
+                    header["tiles"] = tiles
+                path = tmp_path / f"{compression}.exr"
+                with OpenEXR.File(header, {"RGB": image.astype(dtype)}) as exr:
+                    exr.write(str(path))
+                pixels = read_hdr(path)  # B44 and DWA are lossy: shape and mean level only
+                assert pixels.shape == image.shape and abs(float(pixels.mean()) - float(image.mean())) < 0.02
+    if compression == "NO":  # exact: one byte short is refused
+        path.write_bytes(path.read_bytes()[:-1])
+        with pytest.raises(HdrError, match="too small"):
+            read_hdr(path)
+
+
 # ----------------------------------------------------------------------------- 5. Radiance without temp files
 
 def _rgbe_file(tmp_path: Path, name: str = "r.hdr") -> tuple[Path, np.ndarray]:

@@ -36,7 +36,7 @@ import numpy as np
 from hdrcli.errors import HdrError
 from hdrcli.io.atomic import atomic_path
 from hdrcli.io.decode import decoder_messages, imdecode_checked
-from hdrcli.io.headers import check_tiles, exr_header, png_header, tiff_header
+from hdrcli.io.headers import ImageHeader, check_file_size, check_tiles, exr_header, png_header, tiff_header
 from hdrcli.io.limits import allow_corrupt_setting, check_pixels, max_file_bytes, max_pixels_setting
 from hdrcli.io.safe_open import descriptor_path, file_size, open_regular, read_bounded
 from hdrcli.log import warn
@@ -202,11 +202,18 @@ def _read_exr(path: Path, fh: Any, budget: int) -> np.ndarray:
     import OpenEXR
 
     parts = exr_header(fh, path)
+    header_end = fh.tell()
     for part in parts:
         check_pixels(part.width, part.height, path, channels=len(part.channels), bytes_per_sample=4,
                      max_pixels=budget, what="OpenEXR image")
     if sum(p.width * p.height for p in parts) > budget:
         check_pixels(1, sum(p.width * p.height for p in parts), path, max_pixels=budget, what="OpenEXR file (all parts)")
+    # A file too short for its chunks is refused before OpenEXR allocates the declared image.
+    declared = ImageHeader(parts[0].width, parts[0].height, len(parts[0].channels), 4,
+                           min_file_bytes=header_end + sum(p.min_bytes for p in parts))
+    too_small = check_file_size(declared, file_size(fh))
+    if too_small:
+        raise HdrError(too_small, path)
     try:
         with OpenEXR.File(descriptor_path(fh, path), separate_channels=True) as exr:
             channels = {name: np.asarray(ch.pixels, dtype=np.float32) for name, ch in exr.channels().items()}

@@ -211,16 +211,40 @@ def check_tiles(header: ImageHeader, path: str | os.PathLike[str] | None, max_pi
 
 _EXR_MAGIC = b"\x76\x2f\x31\x01"
 _EXR_SAMPLE_BYTES = {0: 4, 1: 2, 2: 4}  # UINT, HALF, FLOAT
+# Scan lines per chunk of each compression (OpenEXR file layout, "Scan Line Blocks"), and the
+# most it can compress the samples: none 1, RLE 64 (128 equal bytes in 2), deflate 1032 (ZIP,
+# ZIPS; PXR24 first stores float32 in 24 bits: 1376). PIZ, B44, DWA and the newer codecs get no
+# bound on their data, only on their chunks' headers and offsets.
+_EXR_LINES = {0: 1, 1: 1, 2: 1, 3: 16, 4: 32, 5: 16, 6: 32, 7: 32, 8: 32, 9: 256, 10: 256, 11: 32}
+_EXR_BEST_RATIO = {0: 1, 1: 64, 2: 1032, 3: 1032, 5: 1376}
 
 
 @dataclass(frozen=True)
 class ExrPart:
-    """One part of an OpenEXR file: data window size, channels (name, bytes, x/y sampling)."""
+    """One part of an OpenEXR file: data window size, channels (name, bytes, x/y sampling), and
+    the fewest bytes its offset table and chunks can take (0: unknown)."""
 
     width: int
     height: int
     channels: tuple[tuple[str, int, int, int], ...]
     kind: str
+    min_bytes: int = 0
+
+
+def _exr_min_part_bytes(width: int, height: int, channels: tuple[tuple[str, int, int, int], ...],
+                        compression: int | None, tile: tuple[int, int] | None, multipart: bool) -> int:
+    """Least bytes of a part's offset table and chunks: 8 per offset, each chunk's header (scan
+    lines: y and size, 8 bytes; tiles: 4 coordinates and size, 20; multi-part: + the part
+    number), and its samples at the compression's best ratio. Tiles count level 0 only."""
+    if tile is not None:
+        chunks, header = -(-width // tile[0]) * -(-height // tile[1]), 20
+    elif compression in _EXR_LINES:
+        chunks, header = -(-height // _EXR_LINES[compression]), 8
+    else:
+        return 0
+    raw = sum(-(-width // xs) * -(-height // ys) * size for _, size, xs, ys in channels)
+    ratio = _EXR_BEST_RATIO.get(compression) if compression is not None else None
+    return chunks * (8 + header + (4 if multipart else 0)) + (raw // ratio if ratio else 0)
 
 
 def _exr_string(fh: BinaryIO, limit: int, path: str | os.PathLike[str] | None) -> bytes:
@@ -281,7 +305,8 @@ def exr_header(fh: BinaryIO, path: str | os.PathLike[str] | None = None) -> list
             size = struct.unpack("<i", _read_exact(fh, 4, path, "OpenEXR"))[0]
             if size < 0 or size > (16 << 20):
                 raise HdrError(f"corrupt OpenEXR header (attribute '{name.decode('latin-1')}' of {size} bytes)", path)
-            if name in (b"dataWindow", b"channels", b"pixelAspectRatio", b"screenWindowWidth", b"type"):
+            if name in (b"dataWindow", b"channels", b"pixelAspectRatio", b"screenWindowWidth", b"type",
+                        b"compression", b"tiles"):
                 values[name] = (kind, _read_exact(fh, size, path, "OpenEXR"))
             else:
                 fh.seek(size, os.SEEK_CUR)
@@ -301,8 +326,21 @@ def exr_header(fh: BinaryIO, path: str | os.PathLike[str] | None = None) -> list
                 number = struct.unpack("<f", values[key][1])[0]
                 if not math.isfinite(number) or (key == b"pixelAspectRatio" and number <= 0):
                     raise HdrError(f"corrupt OpenEXR header ({key.decode()} = {number})", path)
-        kind_value = values.get(b"type", (b"", b"scanlineimage"))[1].rstrip(b"\x00").decode("latin-1")
-        parts.append(ExrPart(xmax - xmin + 1, ymax - ymin + 1, _exr_channels(values[b"channels"][1], path), kind_value))
+        default_kind = b"tiledimage" if flags & 0x200 else b"scanlineimage"
+        kind_value = values.get(b"type", (b"", default_kind))[1].rstrip(b"\x00").decode("latin-1")
+        width, height = xmax - xmin + 1, ymax - ymin + 1
+        channels = _exr_channels(values[b"channels"][1], path)
+        compression = values[b"compression"][1][0] if len(values.get(b"compression", (b"", b""))[1]) == 1 else None
+        tile = None
+        if kind_value.startswith("tiled"):
+            desc = values.get(b"tiles", (b"", b""))[1]
+            if len(desc) != 9:
+                raise HdrError("corrupt OpenEXR header (tiled image without a tile description)", path)
+            tile = struct.unpack("<II", desc[:8])
+            if min(tile) < 1:
+                raise HdrError(f"corrupt OpenEXR header (tiles of {tile[0]}x{tile[1]})", path)
+        least = _exr_min_part_bytes(width, height, channels, compression, tile, multipart) if width > 0 < height else 0
+        parts.append(ExrPart(width, height, channels, kind_value, least))
         if not multipart or len(parts) > 64:
             break
     if flags & 0x800 or any(p.kind.startswith("deep") for p in parts):
