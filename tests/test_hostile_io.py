@@ -79,7 +79,7 @@ def _png(h: int = 48, w: int = 64) -> bytes:
 
 
 def _sof(data: bytes) -> int:
-    pos = data.find(b"\xff\xc0")
+    pos = max(data.find(b"\xff\xc0"), data.find(b"\xff\xc2"))  # baseline or progressive frame header
     assert pos > 0
     return pos
 
@@ -206,11 +206,25 @@ def test_raw_budget_checked_from_libraw_sizes():
     assert read_frame(raw).size == (768, 512)
 
 
-@pytest.mark.parametrize("kind", ["jpeg", "png"])
+@pytest.mark.parametrize("kind", ["jpeg", "progressive jpeg", "png"])
 def test_tiny_file_declaring_large_image_within_budget_is_refused(tmp_path, kind):
-    data = _with_jpeg_size(_jpeg(), 12000, 12000) if kind == "jpeg" else _with_png_size(_png(), 12000, 12000)
+    if kind == "png":
+        data = _with_png_size(_png(), 12000, 12000)
+    else:
+        progressive = [cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if kind.startswith("progressive") else []
+        data = _with_jpeg_size(cv2.imencode(".jpg", _photo(48, 64), progressive)[1].tobytes(), 12000, 12000)
+        assert (b"\xff\xc2" in data) == bool(progressive)
     with pytest.raises(HdrError, match="too small for the 12000x12000 image"):
-        read_frame(_write(tmp_path, f"small.{kind}", data))
+        read_frame(_write(tmp_path, "small.jpg" if "jpeg" in kind else "small.png", data))
+
+
+def test_progressive_jpeg_bound_keeps_flat_images(tmp_path):
+    """A flat progressive JPEG is the best libjpeg compresses (about 2 bits per 8x8 luma block; the
+    bound is 1): grey and colour, any quality, read."""
+    for image in (np.full((1000, 1000, 3), 128, np.uint8), np.zeros((1000, 1000), np.uint8)):
+        for quality in (5, 95):
+            data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1, cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+            assert read_frame(_write(tmp_path, "flat.jpg", data.tobytes())).size == (1000, 1000)
 
 
 def test_tiff_channels_and_tiles_are_bounded(tmp_path):

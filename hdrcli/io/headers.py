@@ -95,9 +95,10 @@ def jpeg_header(fh: BinaryIO, path: str | os.PathLike[str] | None = None) -> Ima
             precision, height, width, components = struct.unpack(">BHHB", body)
             if height == 0:
                 raise HdrError("JPEG declares its height later in the file (DNL marker): not supported", path)
-            # Baseline/extended Huffman: >= 2 bits per 8x8 luma block (progressive and
-            # arithmetic coding can do better, so they get no bound).
-            least = width * height // 256 if code in (0xC0, 0xC1) else 0
+            # Baseline/extended Huffman: >= 2 bits per 8x8 luma block. Progressive Huffman: >= 1 bit
+            # (every block's DC difference has a code of at least 1 bit; libjpeg spends 2 on a flat
+            # grey image). Arithmetic coding can do better, so it gets no bound.
+            least = {0xC0: width * height // 256, 0xC1: width * height // 256, 0xC2: width * height // 512}.get(code, 0)
             return ImageHeader(width, height, max(components, 1), 2 if precision > 8 else 1, min_file_bytes=least)
         fh.seek(length - 2, os.SEEK_CUR)
     raise HdrError("truncated or corrupt JPEG (no frame header)", path)
