@@ -187,8 +187,8 @@ def _bad_inputs(tmp: Path, frobisher: list[Path]) -> dict[str, tuple[list, str]]
 @pytest.mark.parametrize(
     "case",
     ["empty file", "text named .jpg", "truncated jpeg", "single frame", "different sizes", "no exposure info",
-     "same exposure", "same file twice", "missing output folder", "unwritable output folder", "unknown extension", "missing file",
-     "bad exposure list"],
+     "same exposure", "same file twice", "missing output folder", "unwritable output folder", "unknown extension",
+     "missing file", "bad exposure list"],
 )
 def test_bad_input(tmp_path, frobisher, case):
     (tmp_path / "out").mkdir()

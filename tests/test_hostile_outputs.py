@@ -337,7 +337,7 @@ def test_fuse_and_expand_remove_only_old_temps_of_killed_runs(scene):
         os.utime(path, (hour_ago, hour_ago), follow_symlinks=False)
     inputs = [frames[0], old_input, frames[2]]
     before = digest(inputs)
-    r = cli("fuse", *inputs, "--ev", "-2,0,2", "--align", "none", "--crf", "/nonexistent/crf.txt", "-o", folder / "x.exr")
+    r = cli("fuse", *inputs, *FAST, "--crf", "/nonexistent/crf.txt", "-o", folder / "x.exr")
     assert r.exit_code == 1 and old.exists()  # a failing job touches nothing
     r = cli("fuse", *inputs, *FAST, "--crf", crf, "-o", folder / "x.exr")
     assert r.exit_code == 0, r.stderr

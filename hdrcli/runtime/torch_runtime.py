@@ -93,7 +93,8 @@ class TiledRunner:
               times: torch.Tensor, reference: int, maps: bool) -> torch.Tensor:
         """The merge head on a tile of frames as recorded, of the synthesis and of the gate's maps."""
         x = _network_input(frames, tables, times)
-        return self._merge(synthesis, learned, x, reference, maps, codes=frames, t=times / times.min(dim=1, keepdim=True).values)
+        relative = times / times.min(dim=1, keepdim=True).values  # known here: the head need not recover it per tile
+        return self._merge(synthesis, learned, x, reference, maps, codes=frames, t=relative)
 
     def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
         """Hook: a runtime that takes fewer bracket shapes than torch refuses here, before any tile."""
