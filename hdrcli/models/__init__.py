@@ -20,6 +20,7 @@ from hdrcli.models.registry import (
     gflops_per_megapixel,
     list_models,
     parameter_count,
+    preferred_layout,
 )
 from hdrcli.models.synthesis import hdr_synthesis, solve_stack_response
 
@@ -36,5 +37,6 @@ __all__ = [
     "hdr_synthesis",
     "list_models",
     "parameter_count",
+    "preferred_layout",
     "solve_stack_response",
 ]

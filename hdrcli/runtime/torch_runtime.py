@@ -11,7 +11,7 @@ import torch
 from hdrcli.align import scale_warp, warp_frame
 from hdrcli.errors import HdrError
 from hdrcli.merge.response import LUT_LEVELS, canonical_luts, self_calibrate
-from hdrcli.models import create_model, fold_do_convs, get_spec
+from hdrcli.models import create_model, fold_do_convs, get_spec, preferred_layout
 from hdrcli.models.blocks import GAMMA
 from hdrcli.models.registry import MULTI_EXPOSURE
 from hdrcli.runtime.tiling import BilinearUpsampled, as_numpy_image, run_tiled
@@ -45,14 +45,6 @@ SYNTHESIS_MULTIPLE = 16
 HEAD_TILE, HEAD_OVERLAP, HEAD_MARGIN = 256, 8, 4  # 256: the 5x5 means stay in cache (512: +25%, 1024: 4x)
 
 
-# Backends whose weights are made channels-last on a CPU: oneDNN's convolutions then skip a layout
-# reorder per layer (their outputs follow the weights). Measured per photo / bracket, outputs within
-# float noise: twostage 4.0-5.1 -> 2.7-2.9 s (1024x768), stack 5.3-6.3 -> 4.3-4.5 s, lffnet 1.5 MP
-# 0.86-0.98 -> 0.66-0.72 s, tunet 0.98-1.10 -> 0.82-0.86 s; dfgnet 8% slower (1.31 -> 1.41 s at
-# 0.5 MP), so it keeps the default. CUDA keeps the default (not measured).
-CHANNELS_LAST_ON_CPU = frozenset({"lffnet", "tunet", "twostage", "stack"})
-
-
 def reduced_size(height: int, width: int, pixels: int, multiple: int = SYNTHESIS_MULTIPLE) -> tuple[int, int]:
     """(width, height) of about ``pixels`` pixels with the photo's aspect, each side a multiple of ``multiple``."""
     factor = (pixels / (height * width)) ** 0.5
@@ -74,10 +66,7 @@ def load_model(name: str, size: str | None = None, device: str | torch.device = 
     elif size not in sizes:
         raise HdrError(f"backend '{name}' has no weights for size '{size}' (available: {', '.join(sizes) or 'none'})")
     model = create_model(name, size, pretrained=True)  # verified against the manifest, weights_only
-    model = fold_do_convs(model).eval().to(device)
-    if name in CHANNELS_LAST_ON_CPU and torch.device(device).type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    return model, size
+    return preferred_layout(fold_do_convs(model).eval().to(device), name, device), size
 
 
 class TiledRunner:

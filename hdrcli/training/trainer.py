@@ -22,7 +22,7 @@ import torch
 
 from hdrcli.errors import HdrError
 from hdrcli.evaluation import score_multi_exposure, score_single_image
-from hdrcli.models import create_model, exposure_input, fold_do_convs, get_spec
+from hdrcli.models import create_model, exposure_input, fold_do_convs, get_spec, preferred_layout
 from hdrcli.models.registry import MULTI_EXPOSURE
 from hdrcli.weights import (
     is_shipped,
@@ -146,6 +146,8 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
     spec = get_spec(cfg.backend)
     destination = weights_destination(cfg) if cfg.export and rank == 0 else None  # fail before any work
     model = create_model(cfg.backend, cfg.size).to(device)
+    if world == 1:  # DDP's gradient buckets assume the default layout
+        model = preferred_layout(model, cfg.backend, device)
     if cfg.init and not cfg.resume:
         _initialise(cfg, model)
     objective = Objective(cfg.backend, model, cfg.steps, pretrained=bool(cfg.init))
@@ -333,7 +335,8 @@ def export_weights(cfg: TrainConfig, model: torch.nn.Module, summary: dict, devi
     path = path or weights_destination(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict()}, tmp)
+        # Contiguous tensors: the file does not depend on the layout the model was trained in.
+        torch.save({"model": {k: v.contiguous() for k, v in model.state_dict().items()}}, tmp)
     # A resumed model ran on every segment's hardware: name them all, in order.
     segments = [*cfg.previous_hardware, describe_hardware(device)]
     hardware = "; then ".join(h for i, h in enumerate(segments) if i == 0 or h != segments[i - 1])
