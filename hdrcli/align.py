@@ -315,6 +315,66 @@ def _pick(scores: list[float], kinds: list[str], ecc_gain: float = _PICK_MIN_GAI
     return best
 
 
+def covered_area(warps: list[np.ndarray | None], height: int, width: int, side: int = 256) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the largest axis-aligned rectangle of output pixels that every frame,
+    aligned by its warp from :func:`estimate_warps`, covers with its own pixels (elsewhere
+    :func:`warp_frame` repeats an edge pixel). The whole image when no frame is warped.
+
+    Found on a grid of about ``side`` cells per side (largest rectangle of covered cells),
+    then each edge pushed outwards pixel by pixel while the rectangle's corners stay covered:
+    the covered area is convex (an intersection of the frames' convex footprints), so covered
+    corners mean a covered rectangle.
+    """
+    moved = [np.asarray(w, np.float64) for w in warps if w is not None]
+    if not moved:
+        return 0, height, 0, width
+
+    def covered(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        points = np.stack([xs, ys, np.ones_like(xs)]).reshape(3, -1).astype(np.float64)
+        inside = np.ones(points.shape[1], bool)
+        for warp in moved:  # inverse maps: output pixel p shows the frame's pixel warp @ p
+            u, v, z = warp @ points
+            u, v = u / z, v / z
+            inside &= (z > 0) & (u >= 0) & (u <= width - 1) & (v >= 0) & (v <= height - 1)
+        return inside.reshape(np.shape(xs))
+
+    step = max(1.0, max(height, width) / side)
+    gy, gx = np.arange(0, height, step), np.arange(0, width, step)
+    mask = covered(*np.meshgrid(gx, gy))
+    best, box = 0, None
+    heights = np.zeros(len(gx), int)
+    for row in range(len(gy)):  # largest rectangle of True cells, row by row (histogram and stack)
+        heights = np.where(mask[row], heights + 1, 0)
+        stack: list[int] = []
+        for col in range(len(gx) + 1):
+            current = heights[col] if col < len(gx) else 0
+            while stack and heights[stack[-1]] >= current:
+                top = stack.pop()
+                left = stack[-1] + 1 if stack else 0
+                area = int(heights[top]) * (col - left)
+                if area > best:
+                    best, box = area, (row - int(heights[top]) + 1, row + 1, left, col)
+            stack.append(col)
+    if box is None:
+        raise HdrError("no part of the image is covered by every aligned frame: the frames do not overlap")
+    y0, y1 = int(np.ceil(gy[box[0]])), int(gy[box[1] - 1]) + 1
+    x0, x1 = int(np.ceil(gx[box[2]])), int(gx[box[3] - 1]) + 1
+
+    def inside(a: int, b: int, c: int, d: int) -> bool:
+        return bool(covered(np.array([c, d - 1, c, d - 1], float), np.array([a, a, b - 1, b - 1], float)).all())
+
+    for _ in range(2):  # push each edge out while the corners stay covered
+        while y0 > 0 and inside(y0 - 1, y1, x0, x1):
+            y0 -= 1
+        while y1 < height and inside(y0, y1 + 1, x0, x1):
+            y1 += 1
+        while x0 > 0 and inside(y0, y1, x0 - 1, x1):
+            x0 -= 1
+        while x1 < width and inside(y0, y1, x0, x1 + 1):
+            x1 += 1
+    return y0, y1, x0, x1
+
+
 def _integer_translation(warp: np.ndarray) -> bool:
     return bool(np.array_equal(warp[:2, :2], np.eye(2)) and np.array_equal(warp[2], [0, 0, 1])
                 and np.all(warp[:2, 2] == np.round(warp[:2, 2])))

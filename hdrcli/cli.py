@@ -348,6 +348,7 @@ def fuse(
     crf: Annotated[Optional[Path], typer.Option(help="Use this camera response file instead of calibrating.")] = None,
     save_crf: Annotated[Optional[Path], typer.Option(help="Save the calibrated camera response here.")] = None,
     save_weights: Annotated[Optional[Path], typer.Option(metavar="PATH.exr", help="Also write ghost maps and per-frame merge weights as a multi-channel EXR (see README).")] = None,
+    crop: Annotated[bool, typer.Option("--crop", help="Keep only the area every aligned frame covers (no repeated edge pixels).")] = False,
     guard: Annotated[bool, typer.Option(help="Guard clipped highlights/shadows in Debevec/Robertson merges.")] = True,
     float32: Annotated[bool, typer.Option("--float32", help="EXR with 32-bit floats (default: half).")] = False,
     tonemap: Annotated[str, typer.Option(help=f"Preview tone map: {', '.join(TONEMAPS)}.")] = DEFAULT_TONEMAP,
@@ -378,7 +379,7 @@ def fuse(
             tonemap=tonemap, preview=preview, no_preview=no_preview, overwrite=overwrite,
             model_size=size, device=device, runtime=runtime, tile=tile, progress=_TileProgress(),
             ultrahdr=ultrahdr, hdr_headroom=hdr_headroom, strip_metadata=strip_metadata, threads=threads,
-            save_weights=save_weights,
+            save_weights=save_weights, crop=crop,
         )
 
     if tonemap not in TONEMAPS:

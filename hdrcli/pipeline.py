@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from hdrcli import __version__
-from hdrcli.align import estimate_warps, scale_warp, srgb_to_linear, warp_frame
+from hdrcli.align import covered_area, estimate_warps, scale_warp, srgb_to_linear, warp_frame
 from hdrcli.backends import BackendSpec, get_backend
 from hdrcli.errors import HdrError
 from hdrcli.exposure import (
@@ -189,6 +189,7 @@ class FuseResult:
     frame_weights: np.ndarray | None = None
     synthesis_map: np.ndarray | None = None
     synthesis_share: float | None = None  # fraction of pixels where the synthesis weighs > 1/2
+    crop: tuple[int, int, int, int] | None = None  # (y0, y1, x0, x1) of the frames kept by --crop
 
 
 def fuse_bracket(
@@ -374,6 +375,16 @@ def check_fuse_options(
         raise HdrError(f"a bracket needs at least 2 frames; {n} given")
 
 
+def crop_to_covered_area(result: FuseResult) -> None:
+    """Crop ``result.image`` to the rectangle every aligned frame covers (``hdr fuse --crop``)."""
+    h, w = result.image.shape[:2]
+    y0, y1, x0, x1 = covered_area(result.warps or [], h, w)
+    if (y0, y1, x0, x1) != (0, h, 0, w):
+        result.image = np.ascontiguousarray(result.image[y0:y1, x0:x1])
+        result.crop = (y0, y1, x0, x1)
+        log_info(f"cropped to {x1 - x0}x{y1 - y0} at ({x0}, {y0}): the area every aligned frame covers")
+
+
 def tidy_output_folders(outputs: list, inputs: list) -> list[Path]:
     """Remove, with a warning, the temporary files a killed hdrcli left in the outputs' folders
     more than an hour ago (:func:`hdrcli.io.atomic.remove_abandoned_temps`; never an input)."""
@@ -427,8 +438,12 @@ def fuse(
     hdr_headroom: float = DEFAULT_HEADROOM_STOPS,
     strip_metadata: bool = False,
     save_weights: str | os.PathLike[str] | None = None,
+    crop: bool = False,
 ) -> tuple[FuseResult, list[Path]]:
     """The ``hdr fuse`` job. Returns the result and the files written (output first).
+
+    ``crop``: keep only the rectangle that every aligned frame covers (:func:`hdrcli.align.covered_area`;
+    outside it alignment repeats edge pixels); the weight maps are cropped alike.
 
     ``save_weights``: also write a multi-channel EXR of ghost maps and per-frame merge
     weights (:func:`save_weight_maps`). Without it the frames' pixels are released once
@@ -479,6 +494,8 @@ def fuse(
     result = fuse_bracket(bracket, info, align, response, guard, model_size, device, runtime, tile, progress,
                           runner=runner, keep_maps=save_weights is not None)
     result.timings.update(timings)
+    if crop:
+        crop_to_covered_area(result)
     if save_weights is None:
         # Nothing reads the frames' pixels after the merge: release them before the writers
         # and the preview's tone map (3 x 12 MP frames are 435 MB as float32). The frames keep
@@ -567,6 +584,9 @@ def save_weight_maps(path: str | os.PathLike[str], result: FuseResult, backend: 
     maps = weight_and_ghost_maps(frames, names, exposures, response, used.index(bracket.reference), weights)
     if result.synthesis_map is not None:
         maps["synthesis"] = result.synthesis_map
+    if result.crop is not None:  # the maps describe the output's pixels
+        y0, y1, x0, x1 = result.crop
+        maps = {name: np.ascontiguousarray(m[y0:y1, x0:x1]) for name, m in maps.items()}
     return write_maps(path, maps, {"frames": ",".join(bracket.frames[i].name for i in used),
                                    "reference": bracket.frames[bracket.reference].name})
 

@@ -109,6 +109,51 @@ def test_tripod_bracket_is_not_warped_and_shaken_frame_is():
     assert np.abs(aligned[inner] - images[2][inner]).mean() < 0.2 * np.abs(shifted[inner] - images[2][inner]).mean()
 
 
+def test_covered_area_is_what_every_warped_frame_covers():
+    """--crop's rectangle: whole frames without warps; a translation loses exactly its shift; a
+    rotation keeps a rectangle every warped frame covers with its own pixels, tight to a pixel."""
+    from hdrcli.align import covered_area
+
+    assert covered_area([None, None], 80, 100) == (0, 80, 0, 100)
+    shift = np.array([[1, 0, 3], [0, 1, -2], [0, 0, 1]], np.float32)  # output p shows frame pixel p + (3, -2)
+    assert covered_area([shift, None], 80, 100) == (2, 80, 0, 97)
+    warps = [HOMOGRAPHY, None, TRANSLATION]
+    y0, y1, x0, x1 = covered_area(warps, 240, 320)
+    for warp in (HOMOGRAPHY, TRANSLATION):
+        ones = cv2.warpPerspective(np.ones((240, 320), np.float32), warp.astype(np.float64), (320, 240),
+                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
+        assert ones[y0:y1, x0:x1].min() == 1.0
+    assert (y1 - y0) * (x1 - x0) > 0.85 * 240 * 320
+    grown = [(y0 - 1, y1, x0, x1), (y0, y1 + 1, x0, x1), (y0, y1, x0 - 1, x1), (y0, y1, x0, x1 + 1)]
+    for a, b, c, d in grown:  # no edge can move out by one pixel and stay fully covered
+        if a < 0 or c < 0 or b > 240 or d > 320:
+            continue
+        cover = [cv2.warpPerspective(np.ones((240, 320), np.float32), w.astype(np.float64), (320, 240),
+                                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)[a:b, c:d].min()
+                 for w in (HOMOGRAPHY, TRANSLATION)]
+        assert min(cover) < 1.0
+
+
+def test_fuse_crop_keeps_only_the_covered_area(tmp_path, example_bracket):
+    """The example bracket is hand-held (one frame aligned by ECC): --crop drops the repeated edges,
+    the weight maps are cropped alike; a tripod bracket is not cropped."""
+    out, _ = fuse(example_bracket, tmp_path / "c.exr", crop=True, no_preview=True, save_weights=tmp_path / "m.exr")
+    h, w = out.image.shape[:2]
+    assert out.crop is not None and (h, w) == (out.crop[1] - out.crop[0], out.crop[3] - out.crop[2])
+    assert h < 480 and w < 720 and h * w > 0.9 * 480 * 720
+    import OpenEXR
+
+    with OpenEXR.File(str(tmp_path / "m.exr")) as exr:
+        assert all(ch.pixels.shape[:2] == (h, w) for ch in exr.channels().values())
+    scene = textured_scene(120, 160, seed=2) * 2
+    paths = []
+    for i, t in enumerate(TIMES):
+        paths.append(tmp_path / f"t{i}.png")
+        cv2.imwrite(str(paths[-1]), cv2.cvtColor(np.round(photograph(scene, t) * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+    still, _ = fuse(paths, tmp_path / "s.exr", exposures=TIMES, crop=True, no_preview=True)
+    assert still.crop is None and still.image.shape[:2] == (120, 160)
+
+
 def test_estimate_warps_only_for_the_frames_asked():
     scene = textured_scene(120, 160, seed=6) * 2
     images = [photograph(scene, t) for t in TIMES]
