@@ -545,6 +545,8 @@ def batch(
     save_weights: Annotated[bool, typer.Option("--save-weights", help="Also write NAME.weights.exr (ghost maps and "
                                                "merge weights, as hdr fuse --save-weights); the contact sheet shows "
                                                "the ghost map.")] = False,
+    crop: Annotated[bool, typer.Option("--crop", help="Keep only the area every aligned frame covers "
+                                       "(as hdr fuse --crop).")] = False,
 ) -> None:
     """Find the brackets in a shoot folder and fuse each one."""
     from rich.progress import Progress
@@ -581,6 +583,8 @@ def batch(
     options = {"backend": backend, "align": align, "overwrite": overwrite, "no_preview": no_preview or ultrahdr}
     if ultrahdr:
         options["ultrahdr"] = True
+    if crop:
+        options["crop"] = True
     with Progress(console=err, transient=True) as progress:  # transient: an error stays the last line
         task = progress.add_task("fusing", total=sum(1 for g in scan.groups if g.problem is None))
 

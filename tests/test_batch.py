@@ -13,6 +13,7 @@ from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
 from hdrcli.batch import plan
+from hdrcli.io.hdr import read_hdr
 from tests.conftest import textured_scene
 from tests.test_cli import hdr
 
@@ -100,6 +101,19 @@ def test_batch_run_resume_and_failures(shoot_folder, tmp_path):
     status = {row["group"]: row["status"] for row in report if row["group"] is not None}
     assert status[1].startswith("skipped") and status[2] == "done" and status[3].startswith("skipped")
     assert (out / "k7-x9.exr").stat().st_mtime_ns == before and (out / "n1-a3.exr").exists()
+
+
+def test_batch_crop(tmp_path, example_bracket):
+    """--crop reaches every group's fuse: the hand-held example bracket comes out cropped."""
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    for path in example_bracket:
+        (shoot / path.name).write_bytes(path.read_bytes())
+    r = hdr("batch", shoot, "-o", tmp_path / "out", "--crop", "--no-preview")
+    assert r.returncode == 0, r.stderr
+    (output,) = (tmp_path / "out").glob("*.exr")
+    height, width = read_hdr(output).shape[:2]
+    assert height < 480 and width < 720 and height * width > 0.9 * 480 * 720
 
 
 def test_batch_bad_folders(tmp_path):
