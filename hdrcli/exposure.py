@@ -278,14 +278,23 @@ def darker_share(shorter: np.ndarray, longer: np.ndarray) -> tuple[float, float]
             linear), the second given the longer exposure. Compared on a strided grid of
             about _ORDER_SIDE pixels per side, on the channel mean.
     """
-    h, w = min(shorter.shape[0], longer.shape[0]), min(shorter.shape[1], longer.shape[1])
-    a = strided_grid(shorter[:h, :w], _ORDER_SIDE).mean(-1)
-    b = strided_grid(longer[:h, :w], _ORDER_SIDE).mean(-1)
+    a, b = _compared_grids(shorter, longer)
     differ = np.abs(b - a) > ORDER_MIN_STEP
-    count = int(differ.sum())
+    return _share_of(differ, b < a)
+
+
+def _compared_grids(shorter: np.ndarray, longer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both frames' channel means on the same strided grid (about _ORDER_SIDE px per side)."""
+    h, w = min(shorter.shape[0], longer.shape[0]), min(shorter.shape[1], longer.shape[1])
+    return (strided_grid(shorter[:h, :w], _ORDER_SIDE).mean(-1), strided_grid(longer[:h, :w], _ORDER_SIDE).mean(-1))
+
+
+def _share_of(pixels: np.ndarray, hit: np.ndarray) -> tuple[float, float]:
+    """(share of ``pixels`` where ``hit``, share of the grid in ``pixels``); (0, 0) when none."""
+    count = int(pixels.sum())
     if count == 0:
         return 0.0, 0.0
-    return float((b[differ] < a[differ]).sum()) / count, count / a.size
+    return float(hit[pixels].sum()) / count, count / pixels.size
 
 
 def unchanged_share(shorter: np.ndarray, longer: np.ndarray) -> tuple[float, float]:
@@ -293,14 +302,9 @@ def unchanged_share(shorter: np.ndarray, longer: np.ndarray) -> tuple[float, flo
     share of pixels measurable). Measurable: ``longer`` more than SAME_ABOVE_FLOOR above the
     shorter frame's 1st percentile (its black floor) and neither frame clipped (>= 250/255).
     Same grid and channel mean as :func:`darker_share`."""
-    h, w = min(shorter.shape[0], longer.shape[0]), min(shorter.shape[1], longer.shape[1])
-    a = strided_grid(shorter[:h, :w], _ORDER_SIDE).mean(-1)
-    b = strided_grid(longer[:h, :w], _ORDER_SIDE).mean(-1)
+    a, b = _compared_grids(shorter, longer)
     measurable = (b > np.percentile(a, 1) + SAME_ABOVE_FLOOR) & (np.maximum(a, b) < 250 / 255)
-    count = int(measurable.sum())
-    if count == 0:
-        return 0.0, 0.0
-    return float((np.abs(b - a)[measurable] <= ORDER_MIN_STEP).sum()) / count, count / a.size
+    return _share_of(measurable, np.abs(b - a) <= ORDER_MIN_STEP)
 
 
 def check_brightness_order(bracket: Bracket, source: str) -> None:
