@@ -8,7 +8,9 @@ Cases (each in a fresh child process, files to files, as `hdr fuse` runs them):
   folder, exposures given from the originals' EXIF);
 * ``lffnet-12mp`` / ``lffnet-1.5mp``: the default learned backend on the same frames;
 * ``debevec-24mp`` / ``lffnet-24mp``: the same bracket upsized to 24 MP (5657x4243, bicubic,
-  JPEG quality 95): a full-frame camera's size.
+  JPEG quality 95): a full-frame camera's size;
+* ``BACKEND@RUNTIME-SIZE`` (``lffnet@onnx-1.5mp``, ``dfgnet@auto-12mp``): a learned backend on
+  another runtime (default torch).
 
 Printed per case: the stages of FuseResult.timings (read, exif, model load, align,
 calibrate, merge or network, EXR write, preview), wall and CPU seconds of the whole job
@@ -66,10 +68,10 @@ def resized_bracket(folder: Path, megapixels: float) -> tuple[list[Path], list[f
 def child(case: str, threads: int | None, profile: bool, inputs: list[str], exposures: list[float] | None) -> dict:
     from hdrcli.pipeline import fuse
 
-    backend = case.split("-")[0]
+    backend, _, runtime = case.split("-")[0].partition("@")
     with tempfile.TemporaryDirectory() as out:
         job = lambda: fuse(inputs, Path(out) / "out.exr", backend=backend, exposures=exposures,  # noqa: E731
-                           threads=threads, device="cpu")
+                           threads=threads, device="cpu", runtime=runtime or "torch")
         t0, c0 = time.perf_counter(), time.process_time()
         if profile:
             import cProfile

@@ -359,7 +359,7 @@ def fuse(
     allow_corrupt: _AllowCorrupt = False,
     size: Annotated[Optional[str], typer.Option("--size", help="Learned backends: weights size, lite or paper. Default: the first with shipped weights (lite for all five).")] = None,
     device: Annotated[str, typer.Option(callback=_check_device, help="Learned backends: auto (CUDA when available), cpu, cuda or cuda:N.")] = "auto",
-    runtime: Annotated[str, typer.Option(callback=_check_runtime, help="Learned backends: torch, onnx (ONNX Runtime) or auto (the faster one, measured per backend).")] = "torch",
+    runtime: Annotated[str, typer.Option(callback=_check_runtime, help="Learned backends: torch, onnx (ONNX Runtime) or auto (the faster one, measured per backend).")] = "auto",
     tile: Annotated[Optional[int], typer.Option(callback=_check_tile, help="Learned backends: tile side in pixels (bounded memory; >= 128). Default: 256 for dfgnet, lffnet and tunet.")] = None,
     ultrahdr: _UltraHdr = False,
     hdr_headroom: _Headroom = 3.0,
@@ -412,7 +412,7 @@ def expand(
     backend: Annotated[str, typer.Option("--backend", "-b", help="twostage or stack.")] = "twostage",
     size: Annotated[Optional[str], typer.Option("--size", help="Weights size, lite or paper. Default: the first with shipped weights (lite).")] = None,
     device: Annotated[str, typer.Option(callback=_check_device, help="auto (CUDA when available), cpu, cuda or cuda:N.")] = "auto",
-    runtime: Annotated[str, typer.Option(callback=_check_runtime, help="torch, onnx (ONNX Runtime) or auto (the faster one, measured per backend).")] = "torch",
+    runtime: Annotated[str, typer.Option(callback=_check_runtime, help="torch, onnx (ONNX Runtime) or auto (the faster one, measured per backend).")] = "auto",
     tile: Annotated[Optional[int], typer.Option(callback=_check_tile, help="Tile side in pixels (bounded memory; >= 128). Default: the whole photo up to 2 MP, else 1024-pixel tiles.")] = None,
     float32: Annotated[bool, typer.Option("--float32", help="EXR with 32-bit floats (default: half).")] = False,
     tonemap: Annotated[str, typer.Option(help=f"Preview tone map: {', '.join(TONEMAPS)}.")] = DEFAULT_TONEMAP,
@@ -680,27 +680,31 @@ def export_cmd(
     size: Annotated[Optional[str], typer.Option("--size", help="Weights size (lite, paper).")] = None,
     tile: Annotated[Optional[int], typer.Option(callback=_check_tile, help="Static input tile side (default per backend; FFT blocks need a fixed shape in ONNX Runtime).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help="Replace an existing file.")] = False,
+    synthesis: Annotated[bool, typer.Option("--synthesis", help="Export a bracket network's synthesis and ghost gate for any size (the reduced-resolution part of large photos) instead of tiles.")] = False,
 ) -> None:
-    """Export a trained backend to ONNX (DO-Conv folded, static tile shape)."""
+    """Export a trained backend to ONNX (DO-Conv folded, static tile shape, or --synthesis)."""
     from hdrcli.io.atomic import check_outputs
-    from hdrcli.runtime.export import export_onnx, onnx_path
     from hdrcli.runtime.torch_runtime import available_sizes
 
     def job():
-        from hdrcli.runtime.torch_runtime import DEFAULT_TILE
+        from hdrcli.runtime.export import export_onnx, export_synthesis, record_export
+        from hdrcli.runtime.torch_runtime import DEFAULT_TILE, load_model
+        from hdrcli.weights import manifest_path, onnx_path, synthesis_onnx_path, weights_path
 
-        side = tile or DEFAULT_TILE.get(backend, 512)
+        if synthesis and tile is not None:
+            raise HdrError("--synthesis takes any size: it has no --tile")
+        side = None if synthesis else tile or DEFAULT_TILE.get(backend, 512)
         sizes = [size] if size else available_sizes(backend)
-        target = output or onnx_path(backend, sizes[0] if sizes else "lite", side)
-        from hdrcli.weights import manifest_path, weights_path
-
+        chosen = sizes[0] if sizes else "lite"
+        target = output or (synthesis_onnx_path(backend, chosen) if synthesis else onnx_path(backend, chosen, side))
         # never over the weights it reads (not even with -f)
         check_outputs([target], [*(weights_path(backend, s) for s in sizes), manifest_path()], overwrite)
-        path = export_onnx(backend, target, size=size, tile=side)
+        if synthesis:
+            path = export_synthesis(load_model(backend, size)[0], target)
+        else:
+            path = export_onnx(backend, target, size=size, tile=side)
         if output is None:  # shipped exports are recorded in weights/manifest.json
-            from hdrcli.runtime.export import record_export
-
-            record_export(backend, sizes[0], side, path)
+            record_export(backend, chosen, side, path)
         return path
 
     _wrote(_run(job))

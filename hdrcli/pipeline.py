@@ -200,7 +200,7 @@ def fuse_bracket(
     guard: bool = True,
     model_size: str | None = None,
     device: str = "auto",
-    runtime: str = "torch",
+    runtime: str = "auto",
     tile: int | None = None,
     progress=None,
     runner=None,
@@ -217,7 +217,7 @@ def fuse_bracket(
         guard: Debevec/Robertson clipped-highlight guard (see hdrcli.merge.classical).
         model_size: learned backends: 'lite' or 'paper' (default: the first with weights).
         device: learned backends: 'auto' (CUDA when available), 'cpu' or 'cuda'.
-        runtime: learned backends: 'torch' or 'onnx'.
+        runtime: learned backends: 'torch', 'onnx' or 'auto' (the faster one per backend, hdrcli.runtime.FASTER_RUNTIME).
         tile: learned backends: tile side (default per backend).
         progress: learned backends: called as progress(done_tiles, total_tiles).
         runner: learned backends: a runner made beforehand (see :func:`check_fuse_options`).
@@ -430,7 +430,7 @@ def fuse(
     overwrite: bool = False,
     model_size: str | None = None,
     device: str = "auto",
-    runtime: str = "torch",
+    runtime: str = "auto",
     tile: int | None = None,
     progress=None,
     threads: int | None = None,
@@ -624,7 +624,7 @@ def expand(
     backend: str = "twostage",
     model_size: str | None = None,
     device: str = "auto",
-    runtime: str = "torch",
+    runtime: str = "auto",
     tile: int | None = None,
     float32: bool = False,
     tonemap: str = DEFAULT_TONEMAP,

@@ -55,6 +55,12 @@ def onnx_path(name: str, size: str, tile: int) -> Path:
     return weights_dir() / f"{name}-{size}-t{tile}.onnx"
 
 
+def synthesis_onnx_path(name: str, size: str) -> Path:
+    """Shipped ONNX export of a bracket network's reduced-resolution part (synthesis and ghost
+    gate, any size a multiple of 16): ``weights/<name>-<size>-synthesis.onnx``."""
+    return weights_dir() / f"{name}-{size}-synthesis.onnx"
+
+
 def is_shipped(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is inside the shipped weights folder (so it must match the manifest)."""
     try:
@@ -177,7 +183,8 @@ def check_export_current(path: str | os.PathLike[str]) -> Path:
     weights = read_manifest(manifest_path(path.resolve().parent)).get(source.get("file", ""), {})
     if entry.get("stale") or (weights and weights.get("sha256") != source.get("sha256")):
         raise HdrError(f"ONNX export is stale: {source.get('file')} was retrained after it was exported; run "
-                       f"`hdr export --backend {entry.get('backend')} --tile {entry.get('tile')} -f`", path)
+                       f"`hdr export --backend {entry.get('backend')} "
+                       f"{'--tile ' + str(entry['tile']) if entry.get('tile') else '--synthesis'} -f`", path)
     return path
 
 

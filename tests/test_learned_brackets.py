@@ -121,6 +121,47 @@ def test_large_photos_merge_at_full_resolution_and_do_not_depend_on_tiles(monkey
     np.testing.assert_allclose(tiled[..., :3][well], full[..., :3][well], rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["lffnet", "dfgnet", "tunet"])
+def test_onnx_runtime_runs_the_reduced_synthesis_as_torch(monkeypatch, name):
+    """Above SYNTHESIS_ABOVE ONNX Runtime runs the shipped synthesis export once on the reduced
+    bracket and torch's merge head per tile: the output equals the torch runtime's."""
+    pytest.importorskip("onnxruntime")
+    import hdrcli.runtime.torch_runtime as rt
+    from hdrcli.runtime.onnx_runtime import OnnxRunner
+    from hdrcli.weights import synthesis_onnx_path
+
+    if not synthesis_onnx_path(name, "lite").is_file():
+        pytest.skip("no synthesis export shipped")
+    monkeypatch.setattr(rt, "SYNTHESIS_ABOVE", 20_000)
+    monkeypatch.setattr(rt, "SYNTHESIS_PIXELS", 8_000)
+    monkeypatch.setattr(rt, "HEAD_TILE", 96)
+    scene = (textured_scene(160, 200, stops=9) * 0.9).astype(np.float32)
+    times = [1.0, 4.0, 16.0]
+    frames = [(np.round(np.clip(scene * t / 4, 0, 1) ** (1 / 2.2) * 255) / 255).astype(np.float32) for t in times]
+    runner = OnnxRunner(name, device="cpu")
+    assert runner.reduced_synthesis and runner._session is None  # the tile export is not even opened
+    got = runner.fuse(frames, times)
+    expected = rt.TorchRunner(name).fuse(frames, times)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert runner._session is None
+
+
+def test_runtime_auto_fuses_brackets_the_exports_do_not_take_on_torch(monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import hdrcli.runtime as runtime
+
+    monkeypatch.setitem(runtime.FASTER_RUNTIME, "lffnet", "onnx")
+    runner = runtime.make_runner("lffnet", "auto", device="cpu")
+    assert type(runner).__name__ == "OnnxRunner"
+    scene = (textured_scene(64, 80, stops=6) * 0.9).astype(np.float32)
+    frames = [(np.round(np.clip(scene * t / 4, 0, 1) ** (1 / 2.2) * 255) / 255).astype(np.float32) for t in (1.0, 8.0)]
+    out = runner.fuse(frames, [1.0, 8.0])  # 2 frames: torch
+    expected = runtime.TorchRunner("lffnet").fuse(frames, [1.0, 8.0])
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(HdrError, match="--runtime torch"):  # asked for ONNX Runtime explicitly: refused
+        runtime.make_runner("lffnet", "onnx", device="cpu").fuse(frames, [1.0, 8.0])
+
+
 @pytest.mark.parametrize("large", [False, True], ids=["whole-network tiles", "reduced synthesis"])
 def test_warps_applied_tile_by_tile_equal_fusing_warped_frames(monkeypatch, large):
     """The runtime aligns each tile's window itself (no aligned copy of the bracket): on the

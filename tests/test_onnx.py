@@ -37,3 +37,24 @@ def test_onnx_runtime_matches_torch(tmp_path, name):
     got = session.run(None, feeds)[0]
     assert got.shape == tuple(expected.shape)
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-3, atol=2e-4)
+
+
+@pytest.mark.parametrize("name", ["lffnet", "tunet"])
+def test_synthesis_export_takes_any_multiple_of_16(tmp_path, name):
+    """One export of the reduced-resolution part runs every size (its FFTs are matrix products),
+    equal to torch's FFT synthesis and gate."""
+    from hdrcli.runtime.export import export_synthesis
+
+    torch.manual_seed(0)
+    model = fold_do_convs(create_model(name, "lite")).eval()
+    path = export_synthesis(model, tmp_path / f"{name}-synthesis.onnx")
+    session, _ = make_session(path, "cpu")
+    spec = get_spec(name)
+    for h, w in [(64, 96), (112, 80)]:
+        x = example_input(spec, h, w)
+        with torch.no_grad():
+            synthesis = model.synthesize(x, 1)
+            gate = model.merge_head.gate_confidence(synthesis, x, 1)
+        got_synthesis, got_gate = session.run(None, {"input": x.numpy()})
+        np.testing.assert_allclose(got_synthesis, synthesis.numpy(), rtol=1e-3, atol=2e-5)
+        np.testing.assert_allclose(got_gate, gate.numpy(), rtol=1e-3, atol=2e-5)

@@ -187,7 +187,8 @@ def test_onnx_session_uses_the_configured_threads():
             runner = make_runner("lffnet", "onnx", device="cpu")
         except HdrError as exc:
             pytest.skip(f"no ONNX export: {exc}")
-        assert runner.session.get_session_options().intra_op_num_threads == 1
+        assert runner._open_tiles().get_session_options().intra_op_num_threads == 1
+        assert runner.synthesis_session.get_session_options().intra_op_num_threads == 1
     finally:
         threads.configure(before)
 

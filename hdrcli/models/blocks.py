@@ -6,11 +6,15 @@ says otherwise (FFT blocks use rfft2/irfft2 with the input's own size).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from hdrcli.models.dft import irfft2, rfft2
 
 GAMMA = 2.2
 
@@ -122,13 +126,36 @@ class FFTConv(nn.Module):
         self.conv1 = nn.Conv2d(2 * channels, 2 * channels, 1, bias=bias)
         self.conv2 = nn.Conv2d(2 * channels, 2 * channels, 1, bias=bias)
 
+    # Set by :func:`matrix_dfts` (ONNX export): matrix products instead of torch.fft, the same
+    # output, exportable for any size (see hdrcli.models.dft).
+    matrix_dft = False
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.matrix_dft:
+            real, imag, layout = rfft2(x.float())
+            y = self.conv2(F.relu(self.conv1(torch.cat([real, imag], dim=1))))
+            real, imag = y.chunk(2, dim=1)
+            return irfft2(real, imag, layout).to(x.dtype)
         h, w = x.shape[-2:]
         spectrum = torch.fft.rfft2(x.float(), norm="backward")
         y = torch.cat([spectrum.real, spectrum.imag], dim=1)
         y = self.conv2(F.relu(self.conv1(y)))
         real, imag = y.chunk(2, dim=1)
         return torch.fft.irfft2(torch.complex(real, imag), s=(h, w), norm="backward").to(x.dtype)
+
+
+@contextlib.contextmanager
+def matrix_dfts(model: nn.Module) -> Iterator[None]:
+    """Within the block, ``model``'s :class:`FFTConv` layers use :mod:`hdrcli.models.dft`'s
+    transforms instead of torch.fft (for ONNX export with dynamic sizes)."""
+    layers = [m for m in model.modules() if isinstance(m, FFTConv)]
+    for layer in layers:
+        layer.matrix_dft = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.matrix_dft
 
 
 class ResidualFFTBlock(nn.Module):

@@ -5,6 +5,10 @@ exporter; ONNX Runtime runs them only with static shapes (REFERENCE.md), so each
 exported for one square tile size and inference tiles the image (hdrcli.runtime.tiling).
 The stack model exports its network part (the generated exposure stack); its
 least-squares HDR synthesis runs in torch after ONNX Runtime.
+
+Bracket networks with a merge head also export their reduced-resolution part (synthesis and
+ghost gate, :func:`export_synthesis`) for any size a multiple of 16: there the FFT blocks use
+matrix-product transforms (:mod:`hdrcli.models.dft`), which export with symbolic sizes.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from hdrcli.errors import HdrError
 from hdrcli.io.atomic import atomic_path
 from hdrcli.models import get_spec
 from hdrcli.models.registry import MULTI_EXPOSURE
+from hdrcli.runtime.torch_runtime import SYNTHESIS_MULTIPLE
 from hdrcli.weights import onnx_path, sha256_file, update_manifest
 
-__all__ = ["export_model", "export_onnx", "onnx_path", "record_export"]
+__all__ = ["SYNTHESIS_EXAMPLE", "export_model", "export_onnx", "export_synthesis", "onnx_path", "record_export"]
 
 
 class _NetworkPart(torch.nn.Module):
@@ -46,6 +51,53 @@ class _RecordedCodes(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         return self.model(x, codes=codes)
+
+
+class _ReducedSynthesis(torch.nn.Module):
+    """A bracket network's synthesis and its merge head's ghost gate for 3 frames, the middle one
+    the reference: what the runtime runs once on the reduced bracket (see
+    :meth:`hdrcli.runtime.torch_runtime.TiledRunner.fuse`)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        torch._check(x.shape[-2] % SYNTHESIS_MULTIPLE == 0)
+        torch._check(x.shape[-1] % SYNTHESIS_MULTIPLE == 0)
+        synthesis = self.model.synthesize(x, 1)
+        return synthesis, self.model.merge_head.gate_confidence(synthesis, x, 1)
+
+
+# The example the synthesis graph is traced on: sides of 16 x an odd number, so the transforms'
+# splits are those every multiple of 16 has (see hdrcli.models.dft._split).
+SYNTHESIS_EXAMPLE = (SYNTHESIS_MULTIPLE * 23, SYNTHESIS_MULTIPLE * 25)
+SYNTHESIS_MAX_SIDE = 8192
+
+
+def export_synthesis(model: torch.nn.Module, output: str | os.PathLike[str]) -> Path:
+    """Export a (folded) bracket network's reduced-resolution part for 3-frame inputs
+    (1, 3, 6, H, W), H and W any multiples of 16: outputs ``synthesis`` (1, 3, H, W) and ``gate``
+    (1, 3, H, W), as :meth:`~hdrcli.models.blocks.MultiExposureNet.synthesize` and
+    :meth:`~hdrcli.models.blocks.ExposureMergeHead.gate_confidence`."""
+    from hdrcli.models.blocks import matrix_dfts
+
+    if getattr(model, "merge_head", None) is None:
+        raise HdrError("only a bracket network with a merge head has a reduced-resolution part to export")
+    output = Path(output)
+    if output.suffix.lower() != ".onnx":
+        raise HdrError("output must end in .onnx", output)
+    limit = SYNTHESIS_MAX_SIDE // SYNTHESIS_MULTIPLE
+    rows, cols = torch.export.Dim("rows", min=2, max=limit), torch.export.Dim("cols", min=2, max=limit)
+    example = (torch.rand(1, 3, 6, *SYNTHESIS_EXAMPLE),)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    net = _ReducedSynthesis(model).eval()
+    with atomic_path(output) as tmp, warnings.catch_warnings(), matrix_dfts(model), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, example, str(tmp), dynamo=True, input_names=["input"],
+                          output_names=["synthesis", "gate"], external_data=False, verbose=False,
+                          dynamic_shapes=({3: SYNTHESIS_MULTIPLE * rows, 4: SYNTHESIS_MULTIPLE * cols},))
+    return output
 
 
 def export_onnx(name: str, output: str | os.PathLike[str], *, size: str | None = None, tile: int = 512) -> Path:
@@ -82,8 +134,9 @@ def export_model(model: torch.nn.Module, kind: str, output: str | os.PathLike[st
     return output
 
 
-def record_export(name: str, size: str, tile: int, path: Path) -> None:
-    """Add an ONNX file to weights/manifest.json (sha256, source weights, tile, command)."""
+def record_export(name: str, size: str, tile: int | None, path: Path) -> None:
+    """Add an ONNX file to weights/manifest.json (sha256, source weights, tile, command); ``tile``
+    None: the reduced-resolution part (:func:`export_synthesis`)."""
     import shlex
     import sys
 
@@ -97,5 +150,7 @@ def record_export(name: str, size: str, tile: int, path: Path) -> None:
         "tile": tile,
         "exported_from": {"file": source.name, "sha256": sha256_file(source)},
         "command": " ".join(shlex.quote(a) for a in ["hdr", *sys.argv[1:]]),
-        "status": "ONNX export of the weights above (DO-Conv folded, static tile input)",
+        "status": ("ONNX export of the weights above (DO-Conv folded, static tile input)" if tile else
+                   "ONNX export of the synthesis and ghost gate of the weights above (DO-Conv folded, 3 frames, "
+                   "sides any multiples of 16, FFTs as matrix products)"),
     })

@@ -79,6 +79,8 @@ class TiledRunner:
     stack_steps: int | None = None
     whole_image_pixels: int = 0  # single-image backends: run untiled up to this many pixels
     reduced_synthesis: bool = False  # networks with a merge head: synthesis at reduced resolution on large photos
+    head_model: torch.nn.Module | None = None  # with reduced_synthesis: the network whose merge head runs per tile
+    head_device: torch.device = torch.device("cpu")
 
     def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False,
                  codes: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
@@ -99,15 +101,16 @@ class TiledRunner:
     def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
         """Hook: a runtime that takes fewer bracket shapes than torch refuses here, before any tile."""
 
-    def _synthesize(self, x: torch.Tensor, reference: int) -> torch.Tensor:  # pragma: no cover
+    def _reduced(self, x: torch.Tensor, reference: int) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
+        """(synthesis, the ghost gate's maps) of the network input of a whole reduced bracket."""
         raise NotImplementedError
 
-    def _gate(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
-
+    @torch.no_grad()
     def _merge(self, synthesis: torch.Tensor, learned: torch.Tensor, x: torch.Tensor, reference: int, maps: bool,
-               codes: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+               codes: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+        """The merge head (``head_model``'s, on ``head_device``) on one full-resolution tile."""
+        to = lambda a: None if a is None else a.to(self.head_device)  # noqa: E731
+        return self.head_model.gated_output(to(synthesis), to(learned), to(x), reference, maps, to(codes), to(t))
 
     def fuse(self, frames: list[np.ndarray], exposures: list[float],
              progress: Callable[[int, int], None] | None = None, response: np.ndarray | None = None,
@@ -154,8 +157,7 @@ class TiledRunner:
             small_ldr = torch.from_numpy(small).permute(0, 3, 1, 2)[None]
             # One pass over the whole reduced bracket: no tile can show in the output.
             small_x = _network_input(small_ldr, tables, times)
-            synthesis = self._synthesize(small_x, reference)
-            learned = self._gate(synthesis, small_x, reference)
+            synthesis, learned = self._reduced(small_x, reference)
             del small, small_ldr, small_x
             upsampled = (BilinearUpsampled(synthesis.float().cpu(), (height, width)),
                          BilinearUpsampled(learned.float().cpu(), (height, width)))
@@ -263,20 +265,13 @@ class TorchRunner(TiledRunner):
         self.whole_image_pixels = 0 if tile else WHOLE_IMAGE_PIXELS  # an explicit --tile always tiles
         # Only a network with a merge head can run its synthesis and its merge apart.
         self.reduced_synthesis = reduced_synthesis and getattr(self.model, "merge_head", None) is not None
+        self.head_model, self.head_device = self.model, self.device
 
     @torch.no_grad()
-    def _synthesize(self, x: torch.Tensor, reference: int) -> torch.Tensor:
-        return self.model.synthesize(x.to(self.device), reference)
-
-    @torch.no_grad()
-    def _gate(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int) -> torch.Tensor:
-        return self.model.merge_head.gate_confidence(synthesis, x.to(self.device), reference)
-
-    @torch.no_grad()
-    def _merge(self, synthesis: torch.Tensor, learned: torch.Tensor, x: torch.Tensor, reference: int, maps: bool,
-               codes: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
-        to = lambda a: None if a is None else a.to(self.device)  # noqa: E731
-        return self.model.gated_output(to(synthesis), to(learned), to(x), reference, maps, to(codes), to(t))
+    def _reduced(self, x: torch.Tensor, reference: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(self.device)
+        synthesis = self.model.synthesize(x, reference)
+        return synthesis, self.model.merge_head.gate_confidence(synthesis, x, reference)
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False,
