@@ -53,7 +53,9 @@ def main() -> None:
     rt.HEAD_TILE = head_tile
     full_synthesis = fuse(runner=TorchRunner(args.backend, reduced_synthesis=False))
     onnx_shipped = fuse(runtime="onnx")  # above 1 MP: the synthesis export, at reduced resolution
-    onnx_tiled = fuse(runtime="onnx", tile=rt.DEFAULT_TILE[args.backend])  # the tile export everywhere
+    from hdrcli.runtime.onnx_runtime import OnnxRunner
+
+    onnx_tiled = fuse(runner=OnnxRunner(args.backend, device="cpu", reduced_synthesis=False))  # tile export everywhere
     top = float(torch_tiled.max())
     tone = lambda im: mu_law(np.clip(im / top, 0.0, 1.0))  # noqa: E731
     h, w = torch_tiled.shape[:2]

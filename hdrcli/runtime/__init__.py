@@ -34,7 +34,7 @@ def auto_runtime(name: str, size: str | None = None, tile: int | None = None) ->
         if not sizes:
             return "torch"
         needed = [onnx_path(name, sizes[0], tile or DEFAULT_TILE.get(name, 512))]
-        if tile is None and get_spec(name).kind == MULTI_EXPOSURE:
+        if get_spec(name).kind == MULTI_EXPOSURE:
             needed.append(synthesis_onnx_path(name, sizes[0]))
         try:
             for path in needed:

@@ -52,11 +52,12 @@ class OnnxRunner(TiledRunner):
     bracket with ONNX Runtime, the merge head per full-resolution tile (torch, CPU). Smaller
     photos run the tile export. ``fallback_device``: brackets the exports do not take (not 3
     frames with the middle reference, or weight maps) run on torch on that device instead of
-    being refused (``--runtime auto``).
+    being refused (``--runtime auto``). ``reduced_synthesis`` False: the tile export everywhere.
     """
 
     def __init__(self, name: str, size: str | None = None, device: str = "auto", tile: int | None = None,
-                 overlap: int = DEFAULT_OVERLAP, path: str | Path | None = None, fallback_device: str | None = None) -> None:
+                 overlap: int = DEFAULT_OVERLAP, path: str | Path | None = None, fallback_device: str | None = None,
+                 reduced_synthesis: bool = True) -> None:
         from hdrcli.weights import check_export_current, is_shipped, onnx_path, synthesis_onnx_path, verify_shipped
 
         self.name, self.spec = name, get_spec(name)
@@ -80,12 +81,12 @@ class OnnxRunner(TiledRunner):
         self.stack_steps = None
         self.synthesis_session = None
         size_of_path = next((s for s in sizes if onnx_path(name, s, self.tile) == self.path), None)
-        synthesis = synthesis_onnx_path(name, size_of_path) if size_of_path and tile is None else None
+        synthesis = synthesis_onnx_path(name, size_of_path) if size_of_path else None
         if name == "stack":
             from hdrcli.runtime.torch_runtime import load_model
 
             self.stack_steps = load_model(name, size)[0].steps
-        elif synthesis is not None and synthesis.is_file():  # an explicit --tile always tiles, as with torch
+        elif reduced_synthesis and synthesis is not None and synthesis.is_file():  # above 1 MP, as torch
             from hdrcli.runtime.torch_runtime import load_model
 
             self.synthesis_session, provider = make_session(check_export_current(synthesis), device, once=True)
