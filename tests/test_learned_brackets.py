@@ -99,17 +99,29 @@ def test_onnx_runtime_names_the_bracket_shapes_it_takes(tmp_path):
         runner._check_bracket(5, 2, False)
 
 
+def _large_photo_path(monkeypatch) -> None:
+    """Small photos take the large-photo path (reduced synthesis, head in 96-pixel tiles)."""
+    import hdrcli.runtime.torch_runtime as rt
+
+    monkeypatch.setattr(rt, "SYNTHESIS_ABOVE", 20_000)
+    monkeypatch.setattr(rt, "SYNTHESIS_PIXELS", 8_000)
+    monkeypatch.setattr(rt, "HEAD_TILE", 96)
+
+
+def _gamma_bracket() -> tuple[list[np.ndarray], list[float]]:
+    """A 160 x 200 textured scene over 9 stops, 3 frames 2 stops apart, gamma-2.2 8-bit codes."""
+    scene = (textured_scene(160, 200, stops=9) * 0.9).astype(np.float32)
+    times = [1.0, 4.0, 16.0]
+    return [(np.round(np.clip(scene * t / 4, 0, 1) ** (1 / 2.2) * 255) / 255).astype(np.float32) for t in times], times
+
+
 def test_large_photos_merge_at_full_resolution_and_do_not_depend_on_tiles(monkeypatch):
     """Above SYNTHESIS_ABOVE the synthesis and the ghost gate run once at reduced size; the rest of
     the head runs at full resolution in tiles that equal one pass."""
     import hdrcli.runtime.torch_runtime as rt
 
-    monkeypatch.setattr(rt, "SYNTHESIS_ABOVE", 20_000)  # small photos exercise the large-photo path
-    monkeypatch.setattr(rt, "SYNTHESIS_PIXELS", 8_000)
-    monkeypatch.setattr(rt, "HEAD_TILE", 96)
-    scene = (textured_scene(160, 200, stops=9) * 0.9).astype(np.float32)
-    times = [1.0, 4.0, 16.0]
-    frames = [np.round(np.clip(scene * t / 4, 0, 1) ** (1 / 2.2) * 255) / 255 for t in times]
+    _large_photo_path(monkeypatch)
+    frames, times = _gamma_bracket()
     tiled = rt.TorchRunner("lffnet").fuse(frames, times, maps=True)
     monkeypatch.setattr(rt, "HEAD_TILE", 400)
     whole = rt.TorchRunner("lffnet").fuse(frames, times, maps=True)
@@ -132,12 +144,8 @@ def test_onnx_runtime_runs_the_reduced_synthesis_as_torch(monkeypatch, name):
 
     if not synthesis_onnx_path(name, "lite").is_file():
         pytest.skip("no synthesis export shipped")
-    monkeypatch.setattr(rt, "SYNTHESIS_ABOVE", 20_000)
-    monkeypatch.setattr(rt, "SYNTHESIS_PIXELS", 8_000)
-    monkeypatch.setattr(rt, "HEAD_TILE", 96)
-    scene = (textured_scene(160, 200, stops=9) * 0.9).astype(np.float32)
-    times = [1.0, 4.0, 16.0]
-    frames = [(np.round(np.clip(scene * t / 4, 0, 1) ** (1 / 2.2) * 255) / 255).astype(np.float32) for t in times]
+    _large_photo_path(monkeypatch)
+    frames, times = _gamma_bracket()
     runner = OnnxRunner(name, device="cpu")
     assert runner.reduced_synthesis and runner._session is None  # the tile export is not even opened
     got = runner.fuse(frames, times)
@@ -172,12 +180,8 @@ def test_warps_applied_tile_by_tile_equal_fusing_warped_frames(monkeypatch, larg
     from hdrcli.align import warp_frame
 
     if large:
-        monkeypatch.setattr(rt, "SYNTHESIS_ABOVE", 20_000)
-        monkeypatch.setattr(rt, "SYNTHESIS_PIXELS", 8_000)
-        monkeypatch.setattr(rt, "HEAD_TILE", 96)
-    scene = (textured_scene(160, 200, stops=9) * 0.9).astype(np.float32)
-    times = [1.0, 4.0, 16.0]
-    frames = [(np.round(np.clip(scene * t / 4, 0, 1) ** (1 / 2.2) * 255) / 255).astype(np.float32) for t in times]
+        _large_photo_path(monkeypatch)
+    frames, times = _gamma_bracket()
     warps = [np.array([[1, 0.004, 2.6], [-0.003, 1, -1.4], [0, 0, 1]]), None, np.array([[1, 0, -3], [0, 1, 2], [0, 0, 1]])]
     runner = rt.TorchRunner("lffnet", tile=None if large else 128)
     gamma = np.repeat(((np.arange(256) / 255.0) ** 2.2)[:, None], 3, 1)  # one response: self-calibration aside
