@@ -676,38 +676,21 @@ def info_cmd(
 @app.command("export")
 def export_cmd(
     backend: Annotated[str, typer.Option("--backend", "-b", help="Learned backend with trained weights.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="ONNX file (default weights/NAME-SIZE-tTILE.onnx).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="One ONNX file (default: weights/NAME-SIZE-tTILE.onnx and, for bracket networks, weights/NAME-SIZE-synthesis.onnx).")] = None,
     size: Annotated[Optional[str], typer.Option("--size", help="Weights size (lite, paper).")] = None,
     tile: Annotated[Optional[int], typer.Option(callback=_check_tile, help="Static input tile side (default per backend; FFT blocks need a fixed shape in ONNX Runtime).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help="Replace an existing file.")] = False,
     synthesis: Annotated[bool, typer.Option("--synthesis", help="Export a bracket network's synthesis and ghost gate for any size (the reduced-resolution part of large photos) instead of tiles.")] = False,
 ) -> None:
-    """Export a trained backend to ONNX (DO-Conv folded, static tile shape, or --synthesis)."""
-    from hdrcli.io.atomic import check_outputs
-    from hdrcli.runtime.torch_runtime import available_sizes
+    """Export a trained backend to ONNX (DO-Conv folded): its tile graph and, for the bracket
+    networks, its synthesis graph (default), or the one asked for (--tile, --synthesis, -o)."""
+    from hdrcli.runtime.export import export_backend
 
     def job():
-        from hdrcli.runtime.export import export_onnx, export_synthesis, record_export
-        from hdrcli.runtime.torch_runtime import DEFAULT_TILE, load_model
-        from hdrcli.weights import manifest_path, onnx_path, synthesis_onnx_path, weights_path
+        return export_backend(backend, output=output, size=size, tile=tile, synthesis=synthesis, overwrite=overwrite)
 
-        if synthesis and tile is not None:
-            raise HdrError("--synthesis takes any size: it has no --tile")
-        side = None if synthesis else tile or DEFAULT_TILE.get(backend, 512)
-        sizes = [size] if size else available_sizes(backend)
-        chosen = sizes[0] if sizes else "lite"
-        target = output or (synthesis_onnx_path(backend, chosen) if synthesis else onnx_path(backend, chosen, side))
-        # never over the weights it reads (not even with -f)
-        check_outputs([target], [*(weights_path(backend, s) for s in sizes), manifest_path()], overwrite)
-        if synthesis:
-            path = export_synthesis(load_model(backend, size)[0], target)
-        else:
-            path = export_onnx(backend, target, size=size, tile=side)
-        if output is None:  # shipped exports are recorded in weights/manifest.json
-            record_export(backend, chosen, side, path)
-        return path
-
-    _wrote(_run(job))
+    for path in _run(job):
+        _wrote(path)
 
 
 @app.command("tonemap")

@@ -531,6 +531,23 @@ def test_export_never_replaces_the_weights_it_reads():
     assert digest(shipped) == before
 
 
+def test_export_by_default_refreshes_every_shipped_export_and_needs_f():
+    """`hdr export -b lffnet` writes the tile and the synthesis graphs: existing ones need -f,
+    checked for all before either is written."""
+    from hdrcli.runtime.torch_runtime import available_sizes
+    from hdrcli.weights import manifest_path, onnx_path, synthesis_onnx_path
+
+    sizes = available_sizes("lffnet")
+    targets = [onnx_path("lffnet", sizes[0], 256), synthesis_onnx_path("lffnet", sizes[0])] if sizes else []
+    if not targets or not all(t.is_file() for t in targets):
+        pytest.skip("no shipped exports of lffnet")
+    before = digest([*targets, manifest_path()])
+    assert_one_error(cli("export", "-b", "lffnet"), targets[0].name)
+    assert_one_error(cli("export", "-b", "lffnet", "--synthesis", "--tile", "256"), "--synthesis")
+    assert_one_error(cli("export", "-b", "twostage", "--synthesis"), "no synthesis graph")
+    assert digest([*targets, manifest_path()]) == before
+
+
 def test_runtimes_list_matches_library():
     from hdrcli.cli import _RUNTIMES
     from hdrcli.runtime import RUNTIMES

@@ -27,7 +27,8 @@ from hdrcli.models.registry import MULTI_EXPOSURE
 from hdrcli.runtime.torch_runtime import SYNTHESIS_MULTIPLE
 from hdrcli.weights import onnx_path, sha256_file, update_manifest
 
-__all__ = ["SYNTHESIS_EXAMPLE", "export_model", "export_onnx", "export_synthesis", "onnx_path", "record_export"]
+__all__ = ["SYNTHESIS_EXAMPLE", "export_backend", "export_model", "export_onnx", "export_synthesis", "onnx_path",
+           "record_export"]
 
 
 class _NetworkPart(torch.nn.Module):
@@ -132,6 +133,49 @@ def export_model(model: torch.nn.Module, kind: str, output: str | os.PathLike[st
         torch.onnx.export(net.eval(), example, str(tmp), dynamo=True, input_names=names,
                           output_names=["output"], external_data=False, verbose=False)
     return output
+
+
+def export_backend(name: str, *, output: str | os.PathLike[str] | None = None, size: str | None = None,
+                   tile: int | None = None, synthesis: bool = False, overwrite: bool = False) -> list[Path]:
+    """``hdr export``: the trained backend's ONNX files; returns the paths written.
+
+    By default the shipped exports, recorded in weights/manifest.json: the tile graph at the
+    backend's default tile and, for a bracket network with a merge head, the synthesis graph.
+    ``tile`` / ``synthesis``: only that one; ``output``: one file there (tile graph unless
+    ``synthesis``), not recorded. Every target is checked before any is written: an existing
+    one needs ``overwrite``, and the weights read are never overwritten.
+    """
+    from hdrcli.io.atomic import check_outputs
+    from hdrcli.runtime.torch_runtime import DEFAULT_TILE, available_sizes, load_model
+    from hdrcli.weights import manifest_path, synthesis_onnx_path, weights_path
+
+    if synthesis and tile is not None:
+        raise HdrError("--synthesis takes any size: it has no --tile")
+    sizes = [size] if size else available_sizes(name)
+    model, chosen = load_model(name, size)  # refuses a backend without weights before anything is written
+    has_synthesis = getattr(model, "merge_head", None) is not None
+    if synthesis and not has_synthesis:
+        raise HdrError(f"'{name}' ({chosen}) has no synthesis graph to export: only the bracket networks with a merge "
+                       "head (lite) have one")
+    side = tile or DEFAULT_TILE.get(name, 512)
+    parts: list[tuple[int | None, Path]] = []  # (tile, path); tile None: the synthesis graph
+    if output is not None:
+        parts.append((None if synthesis else side, Path(output)))
+    else:
+        if not synthesis:
+            parts.append((side, onnx_path(name, chosen, side)))
+        if synthesis or (tile is None and has_synthesis):
+            parts.append((None, synthesis_onnx_path(name, chosen)))
+    check_outputs([p for _, p in parts], [*(weights_path(name, s) for s in sizes), manifest_path()], overwrite)
+    written = []
+    for part_tile, path in parts:
+        if part_tile is None:
+            written.append(export_synthesis(model, path))
+        else:
+            written.append(export_model(model, get_spec(name).kind, path, part_tile))
+        if output is None:
+            record_export(name, chosen, part_tile, written[-1])
+    return written
 
 
 def record_export(name: str, size: str, tile: int | None, path: Path) -> None:
