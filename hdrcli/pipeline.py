@@ -242,7 +242,8 @@ def fuse_bracket(
         from hdrcli.runtime import make_runner
 
         t0 = time.perf_counter()
-        runner = make_runner(info.name, runtime, size=model_size, device=device, tile=tile)
+        runner = make_runner(info.name, runtime, size=model_size, device=device, tile=tile,
+                             bracket=(len(bracket.frames), bracket.reference, keep_maps))
         timings["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     warps = estimate_warps(bracket, align)
@@ -375,6 +376,18 @@ def check_fuse_options(
         raise HdrError(f"a bracket needs at least 2 frames; {n} given")
 
 
+def _bracket_shape(inputs: list, reference: str | int | None, maps: bool) -> tuple[int, int | None, bool] | None:
+    """(frames, reference index or None for the middle one, maps) as the file list and options
+    give them before any frame is read (None: a scene folder, or a reference given by name)."""
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        return None
+    if reference is None:
+        return len(inputs), None, maps
+    if isinstance(reference, int) or re.fullmatch(r"-?[0-9]{1,9}", str(reference).strip()):
+        return len(inputs), int(reference), maps
+    return None
+
+
 def crop_to_covered_area(result: FuseResult) -> None:
     """Crop ``result.image`` to the rectangle every aligned frame covers (``hdr fuse --crop``)."""
     h, w = result.image.shape[:2]
@@ -484,7 +497,8 @@ def fuse(
         from hdrcli.runtime import make_runner
 
         t0 = time.perf_counter()
-        runner = make_runner(info.name, runtime, size=model_size, device=device, tile=tile)
+        runner = make_runner(info.name, runtime, size=model_size, device=device, tile=tile,
+                             bracket=_bracket_shape(inputs, reference, save_weights is not None))
         timings["load_s"] = resolve_s + time.perf_counter() - t0  # "model": importing torch included
     bracket = load_bracket(
         inputs, exposures=exposures, ev=ev, exposure_file=exposure_file,

@@ -166,8 +166,15 @@ def test_runtime_auto_fuses_brackets_the_exports_do_not_take_on_torch(monkeypatc
     out = runner.fuse(frames, [1.0, 8.0])  # 2 frames: torch
     expected = runtime.TorchRunner("lffnet").fuse(frames, [1.0, 8.0])
     np.testing.assert_array_equal(out, expected)
+    three = [*frames, frames[1]]  # 3 frames, but a small photo: torch too (the tile export is slower)
+    np.testing.assert_array_equal(runner.fuse(three, [1.0, 8.0, 8.0]), runtime.TorchRunner("lffnet").fuse(three, [1.0, 8.0, 8.0]))
+    assert runner._session is None and runner._synthesis is None  # no ONNX session was opened
     with pytest.raises(HdrError, match="--runtime torch"):  # asked for ONNX Runtime explicitly: refused
         runtime.make_runner("lffnet", "onnx", device="cpu").fuse(frames, [1.0, 8.0])
+    # Known before any frame is read (hdr fuse's file list and options): torch from the start.
+    for shape, kind in [((3, None, False), "OnnxRunner"), ((2, None, False), "TorchRunner"),
+                        ((3, 0, False), "TorchRunner"), ((3, None, True), "TorchRunner")]:
+        assert type(runtime.make_runner("lffnet", "auto", device="cpu", bracket=shape)).__name__ == kind
 
 
 @pytest.mark.parametrize("large", [False, True], ids=["whole-network tiles", "reduced synthesis"])

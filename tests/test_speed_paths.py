@@ -188,7 +188,7 @@ def test_onnx_session_uses_the_configured_threads():
         except HdrError as exc:
             pytest.skip(f"no ONNX export: {exc}")
         assert runner._open_tiles().get_session_options().intra_op_num_threads == 1
-        assert runner.synthesis_session.get_session_options().intra_op_num_threads == 1
+        assert runner._open_synthesis().get_session_options().intra_op_num_threads == 1
     finally:
         threads.configure(before)
 

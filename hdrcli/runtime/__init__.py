@@ -45,11 +45,14 @@ def auto_runtime(name: str, size: str | None = None, tile: int | None = None) ->
 
 
 def make_runner(name: str, runtime: str = "auto", size: str | None = None, device: str = "auto",
-                tile: int | None = None):
+                tile: int | None = None, bracket: tuple[int, int | None, bool] | None = None):
     """A runner (``fuse``/``expand`` methods) for a learned backend.
 
     device 'auto' uses CUDA when available, else the CPU. runtime 'auto': torch on a GPU, else
     the faster one for the backend (:data:`FASTER_RUNTIME`) when its exports are current.
+    ``bracket``: (frames, reference index or None for the middle one, weight maps) when known
+    before the frames are read: ``auto`` then picks torch for a bracket the ONNX exports do not
+    take, instead of loading both runtimes.
     """
     import torch
 
@@ -60,6 +63,12 @@ def make_runner(name: str, runtime: str = "auto", size: str | None = None, devic
     if automatic:  # FASTER_RUNTIME was measured on a CPU: on a GPU torch
         on_gpu = device != "cpu" and torch.cuda.is_available()
         runtime = "torch" if on_gpu else auto_runtime(name, size, tile)
+        if runtime == "onnx" and bracket is not None:
+            from hdrcli.runtime.onnx_runtime import OnnxRunner
+
+            frames, reference, maps = bracket
+            if not OnnxRunner.takes(frames, frames // 2 if reference is None else reference, maps):
+                runtime = "torch"
     if runtime not in RUNTIMES:
         raise HdrError(f"unknown runtime '{runtime}' (use {', '.join(RUNTIMES + ('auto',))})")
     if not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,3})?", device):

@@ -52,7 +52,8 @@ class OnnxRunner(TiledRunner):
     bracket with ONNX Runtime, the merge head per full-resolution tile (torch, CPU). Smaller
     photos run the tile export. ``fallback_device``: brackets the exports do not take (not 3
     frames with the middle reference, or weight maps) run on torch on that device instead of
-    being refused (``--runtime auto``). ``reduced_synthesis`` False: the tile export everywhere.
+    being refused, and so do photos up to 1 MP, where the tile export is slower than torch
+    (``--runtime auto``). ``reduced_synthesis`` False: the tile export everywhere.
     """
 
     def __init__(self, name: str, size: str | None = None, device: str = "auto", tile: int | None = None,
@@ -79,7 +80,7 @@ class OnnxRunner(TiledRunner):
         if device == "cuda":  # a missing CUDA provider is reported before any work
             self._open_tiles()
         self.stack_steps = None
-        self.synthesis_session = None
+        self.synthesis_path, self._synthesis = None, None
         size_of_path = next((s for s in sizes if onnx_path(name, s, self.tile) == self.path), None)
         synthesis = synthesis_onnx_path(name, size_of_path) if size_of_path else None
         if name == "stack":
@@ -89,8 +90,7 @@ class OnnxRunner(TiledRunner):
         elif reduced_synthesis and synthesis is not None and synthesis.is_file():  # above 1 MP, as torch
             from hdrcli.runtime.torch_runtime import load_model
 
-            self.synthesis_session, provider = make_session(check_export_current(synthesis), device, once=True)
-            info(f"ONNX Runtime: {synthesis.name} on {provider}")
+            self.synthesis_path = check_export_current(synthesis)  # verified now, opened when first needed
             self.head_model = load_model(name, size_of_path)[0]
             self.reduced_synthesis = True
 
@@ -102,6 +102,13 @@ class OnnxRunner(TiledRunner):
             self.inputs = {i.name for i in self._session.get_inputs()}
             info(f"ONNX Runtime: {self.path.name} on {provider}")
         return self._session
+
+    def _open_synthesis(self):
+        """The synthesis export's session, opened when first needed (photos above 1 MP)."""
+        if self._synthesis is None:
+            self._synthesis, provider = make_session(self.synthesis_path, self.device, once=True)
+            info(f"ONNX Runtime: {self.synthesis_path.name} on {provider}")
+        return self._synthesis
 
     def _padded(self, x: torch.Tensor) -> np.ndarray:
         """A tile padded to the export's static shape (edge tiles of images smaller than the tile)."""
@@ -125,17 +132,27 @@ class OnnxRunner(TiledRunner):
 
     def fuse(self, frames: list[np.ndarray], exposures: list[float], *args, reference: int | None = None,
              maps: bool = False, **kwargs) -> np.ndarray:
-        if self.fallback_device and not self.takes(len(frames), len(frames) // 2 if reference is None else reference, maps):
+        n = len(frames)
+        taken = self.takes(n, n // 2 if reference is None else reference, maps)
+        if self.fallback_device and not (taken and self._reduces(*frames[0].shape[:2])):
             if self._torch is None:
                 from hdrcli.runtime.torch_runtime import TorchRunner
 
                 self._torch = TorchRunner(self.name, size=self.size, device=self.fallback_device, tile=self.tile_option)
-                info(f"{self.name}: this bracket runs on torch (the ONNX exports take 3 frames, middle reference)")
+                info(f"{self.name} runs this bracket on torch (ONNX Runtime: 3 frames, middle reference, above 1 MP)")
             return self._torch.fuse(frames, exposures, *args, reference=reference, maps=maps, **kwargs)
         return super().fuse(frames, exposures, *args, reference=reference, maps=maps, **kwargs)
 
+    def _reduces(self, height: int, width: int) -> bool:
+        """Whether a photo of this size takes the reduced-synthesis path (where, on a CPU, ONNX
+        Runtime beats torch for dfgnet; the tile export does not: 1.65-1.78 s against 1.39-1.44 s
+        for the example bracket)."""
+        from hdrcli.runtime import torch_runtime
+
+        return self.reduced_synthesis and height * width > torch_runtime.SYNTHESIS_ABOVE
+
     def _reduced(self, x: torch.Tensor, reference: int) -> tuple[torch.Tensor, torch.Tensor]:
-        synthesis, gate = self.synthesis_session.run(None, {"input": x.numpy().astype(np.float32, copy=False)})
+        synthesis, gate = self._open_synthesis().run(None, {"input": x.numpy().astype(np.float32, copy=False)})
         return torch.from_numpy(synthesis), torch.from_numpy(gate)
 
     def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False,
