@@ -468,10 +468,10 @@ def fuse(
     ``threads``: CPU threads for every library (None: the available cores; see hdrcli.threads).
     Options a backend cannot take fail before any frame is read (:func:`check_fuse_options`).
     """
+    configure_threads(threads)  # first: libgomp reads OMP_WAIT_POLICY when torch loads, just below
     t_resolve = time.perf_counter()
     info = get_backend(backend)  # a learned name imports torch and the model modules here
     resolve_s = time.perf_counter() - t_resolve
-    configure_threads(threads)
     output = Path(output)
     radiance = info.output == "radiance"
     if ultrahdr:

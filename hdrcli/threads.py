@@ -56,13 +56,24 @@ def configure(threads: int | None = None) -> int:
 
     if "torch" in sys.modules:
         configure_torch(n)
-    else:
+    elif machine_busy():
         # OpenMP threads that spin while waiting burn the cores other jobs need: on the loaded
         # 2-core machine lffnet's step on 2 threads took 459 s wall / 49 s CPU with the
-        # default policy and 85 s / 7 s with PASSIVE (bench/runtime_threads.py). libgomp
-        # reads it once, when torch loads; a value the user set is kept.
+        # default policy and 85 s / 7 s with PASSIVE (bench/runtime_threads.py). On a quiet
+        # machine spinning is faster: the merge head's many small operations find their threads
+        # awake (dfgnet's network step on 1.5 MP: 0.82-0.90 s spinning, 1.19-1.23 s PASSIVE).
+        # libgomp reads it once, when torch loads; a value the user set is kept.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return n
+
+
+def machine_busy() -> bool:
+    """Whether other work already keeps the cores busy: a 1-minute load average of at least one
+    runnable task per core available to this process."""
+    try:
+        return os.getloadavg()[0] >= available_cores()
+    except (OSError, AttributeError):  # no load average on this platform: assume a shared machine
+        return True
 
 
 def configure_torch(threads: int | None = None) -> None:

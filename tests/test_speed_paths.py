@@ -258,3 +258,36 @@ def test_sanitize_keeps_clean_images_without_copying():
     dirty[0, 0] = [np.nan, np.inf, -1.0]
     out = sanitize(dirty)
     assert np.isfinite(out).all() and out.min() >= 0 and out[0, 0, 0] == 0 and out[0, 0, 1] == 1.0
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_openmp_waits_passively_only_on_a_busy_machine_and_before_torch_loads(tmp_path, example_bracket, busy):
+    """OMP_WAIT_POLICY=PASSIVE (no spinning) is set when the machine is busy, and `hdr fuse` sets it
+    before a learned backend imports torch (libgomp reads it only then); on a quiet machine the
+    spinning default stays (faster there)."""
+    import json
+    import subprocess
+    import sys
+
+    script = f"""
+import json, os, sys
+os.environ.pop("OMP_WAIT_POLICY", None)
+import hdrcli.threads as threads
+threads.machine_busy = lambda: {busy}
+seen = []
+original = threads.configure
+def configure(n=None):
+    seen.append("torch" in sys.modules)
+    return original(n)
+threads.configure = configure
+import hdrcli.pipeline as pipeline
+pipeline.configure_threads = configure
+pipeline.fuse({[str(p) for p in example_bracket]!r}, {str(tmp_path / "out.exr")!r}, backend="lffnet", device="cpu",
+              runtime="torch", threads=1)
+print(json.dumps({{"torch_before": seen[0], "policy": os.environ.get("OMP_WAIT_POLICY")}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["torch_before"] is False
+    assert result["policy"] == ("PASSIVE" if busy else None)
