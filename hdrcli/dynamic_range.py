@@ -73,18 +73,26 @@ def noise_floor(y: np.ndarray, snr_floor: float = SNR_FLOOR) -> float:
     positive = y > 0
     if positive.sum() < 100:
         return 0.0
-    level = np.log2(y[positive])
+    values = y[positive]  # once: masking the whole image again per band was most of the time
+    level = np.log2(values)
     residual = residual[positive]
     median_level = float(np.median(level))
     edges = np.arange(np.floor(level.min() * 2) / 2, median_level + 0.5, 0.5)
     band = np.digitize(level, edges)
+    # The pixels of bands 1..len(edges)-1 grouped by band (a stable radix sort of small integers),
+    # so that each band is a slice rather than a mask over the whole image.
+    keep = band < len(edges)
+    band = band[keep].astype(np.uint8 if len(edges) < 256 else np.int32)
+    order = np.argsort(band, kind="stable")
+    residual, values = residual[keep][order], values[keep][order]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(band, minlength=len(edges)))])
     floor = 0.0
     for i in range(1, len(edges)):
-        inside = band == i
-        if inside.sum() < 50 or edges[i] > median_level:
+        start, stop = starts[i], starts[i + 1]
+        if stop - start < 50 or edges[i] > median_level:
             continue
-        sigma = 1.4826 * float(np.median(residual[inside])) / np.sqrt(8.0 / 9.0)
-        signal = float(np.median(y[positive][inside]))
+        sigma = 1.4826 * float(np.median(residual[start:stop])) / np.sqrt(8.0 / 9.0)
+        signal = float(np.median(values[start:stop]))
         if sigma > 0 and signal / sigma < snr_floor:
             floor = float(2.0 ** edges[i])
     return floor
