@@ -35,6 +35,7 @@ import stat
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -43,7 +44,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HANG_FACTOR = 4.0  # wall-clock limit = HANG_FACTOR x the CPU-time limit
 SHARED = ROOT.parent / "shared" / "data"
-HDR_CMD = [sys.executable, "-m", "hdrcli.cli"]
+# The CLI run through a launcher that writes its own peak RSS (VmHWM of the process's memory map)
+# to $HDRCLI_PEAK_FILE at exit: the ru_maxrss that os.wait4 reports keeps the parent's peak when
+# the child is forked (a test process of 1 GB made every refused input "use" 1 GB).
+_LAUNCHER = """
+import atexit, os, runpy, sys
+def _peak():
+    try:
+        with open('/proc/self/status') as status, open(os.environ['HDRCLI_PEAK_FILE'], 'w') as out:
+            out.write(next(line.split()[1] for line in status if line.startswith('VmHWM:')))
+    except (OSError, KeyError, StopIteration):
+        pass
+atexit.register(_peak)
+runpy.run_module('hdrcli.cli', run_name='__main__', alter_sys=True)
+"""
+HDR_CMD = [sys.executable, "-c", _LAUNCHER]
 LDR_EXT = (".jpg", ".png", ".tif")
 HDR_EXT = (".exr", ".hdr", ".pfm", ".png", ".tif")
 
@@ -396,7 +411,10 @@ def run_case(case: Case, max_rss_mb: float = 1024.0) -> Result:
     """Run one case through the CLI and check it."""
     outside_before = _snapshot(case.folder, skip=case.folder / "out")
     parent_before = sorted(os.listdir(case.folder.parent))
-    env = dict(os.environ, COLUMNS="120", NO_COLOR="1", TMPDIR=str(case.folder / "tmp"), PYTHONHASHSEED="0")
+    peak_fd, peak_file = tempfile.mkstemp(prefix="hdrcli-peak-")  # the harness's temp folder, not the case's
+    os.close(peak_fd)
+    env = dict(os.environ, COLUMNS="120", NO_COLOR="1", TMPDIR=str(case.folder / "tmp"), PYTHONHASHSEED="0",
+               HDRCLI_PEAK_FILE=peak_file)
     env.pop("HDRCLI_DEBUG", None)
     stdout_path, stderr_path = case.folder.parent / f".stdout{case.index}", case.folder.parent / f".stderr{case.index}"
     args = [a if isinstance(a, bytes) else str(a) for a in case.args]
@@ -466,7 +484,13 @@ def run_case(case: Case, max_rss_mb: float = 1024.0) -> Result:
         problems.append("files outside the output folder removed or changed")
     if sorted(os.listdir(case.folder.parent)) != parent_before:
         problems.append("written beside the case folder")
-    rss = usage.ru_maxrss / 1024.0
+    rss = usage.ru_maxrss / 1024.0  # kB; only if the launcher could not tell (killed)
+    try:
+        rss = int(Path(peak_file).read_text()) / 1024.0
+    except (OSError, ValueError):
+        pass
+    finally:
+        Path(peak_file).unlink(missing_ok=True)
     if code == 1 and rss > max_rss_mb:
         problems.append(f"peak RSS {rss:.0f} MB on a refused input")
     return Result(case.index, case.klass, code, round(seconds, 2), round(cpu, 2),
