@@ -47,6 +47,14 @@ EXPOSURE_FILE_FORMATS = ("auto", "seconds", "ev", "opencv")
 MAX_STOPS = 64.0  # |EV| limit for user values: 2**64 spans far more than any camera (and than float32 radiance)
 
 
+def reference_index(reference: str | int | None) -> int | None:
+    """The frame index a ``--reference`` value gives, or None when it names a file (or is None).
+    ASCII digits only: str.isdigit() accepts '²', which int() refuses."""
+    if isinstance(reference, int) or (reference is not None and re.fullmatch(r"-?[0-9]{1,9}", str(reference).strip())):
+        return int(reference)
+    return None
+
+
 def parse_number(text: str, what: str = "value") -> float:
     """Parse '1/60', '1/12.5', '0.25', '2' or '-1.5' into a float; HdrError on anything else."""
     text = text.strip()
@@ -236,8 +244,7 @@ def make_bracket(frames: list[Frame], exposures: list[float], reference: str | i
     n = len(frames)
     if reference is None:
         ref = n // 2
-    elif isinstance(reference, int) or re.fullmatch(r"-?[0-9]{1,9}", str(reference).strip()):
-        ref = int(reference)  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
+    elif (ref := reference_index(reference)) is not None:
         if not 0 <= ref < n:
             raise HdrError(f"--reference {ref} is out of range: frames are numbered 0..{n - 1} by exposure")
     else:

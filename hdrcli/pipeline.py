@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import glob
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from hdrcli.exposure import (
     exif_exposures,
     make_bracket,
     read_exposure_file,
+    reference_index,
     seconds_from_ev,
     strided_grid,
 )
@@ -367,9 +367,8 @@ def check_fuse_options(
     for values in (exposures, ev):
         if values is not None and len(values) != n:
             raise HdrError(f"{len(values)} exposures given for {n} frames")
-    index = None
-    if isinstance(reference, int) or re.fullmatch(r"-?[0-9]{1,9}", str(reference).strip()):
-        index = int(reference)  # as make_bracket reads it
+    index = reference_index(reference)  # as make_bracket reads it
+    if index is not None:
         if not 0 <= index < n:
             raise HdrError(f"--reference {index} is out of range: frames are numbered 0..{n - 1} by exposure")
     if info.family != "classical" and n < 2:
@@ -383,9 +382,8 @@ def _bracket_shape(inputs: list, reference: str | int | None, maps: bool) -> tup
         return None
     if reference is None:
         return len(inputs), None, maps
-    if isinstance(reference, int) or re.fullmatch(r"-?[0-9]{1,9}", str(reference).strip()):
-        return len(inputs), int(reference), maps
-    return None
+    index = reference_index(reference)
+    return None if index is None else (len(inputs), index, maps)
 
 
 def crop_to_covered_area(result: FuseResult) -> None:

@@ -653,6 +653,12 @@ class MultiExposureNet(nn.Module):
             return output, synthesis
         return self.head_output(synthesis, x, r, return_maps, codes)
 
+    def reduced_maps(self, x: torch.Tensor, reference: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(synthesis, the merge head's ghost-gate maps) of x: the part the runtime runs once on the
+        reduced bracket of a large photo (torch, or the ONNX synthesis export of it)."""
+        synthesis = self.synthesize(x, reference)
+        return synthesis, self.merge_head.gate_confidence(synthesis, x, reference)
+
     def head_output(self, synthesis: torch.Tensor, x: torch.Tensor, reference: int, return_maps: bool = False,
                     codes: torch.Tensor | None = None) -> torch.Tensor:
         """The output from a synthesis (B, 3, H, W) and the frames x (see :meth:`forward`).

@@ -27,8 +27,7 @@ from hdrcli.models.registry import MULTI_EXPOSURE
 from hdrcli.runtime.torch_runtime import SYNTHESIS_MULTIPLE
 from hdrcli.weights import onnx_path, sha256_file, update_manifest
 
-__all__ = ["SYNTHESIS_EXAMPLE", "export_backend", "export_model", "export_onnx", "export_synthesis", "onnx_path",
-           "record_export"]
+__all__ = ["SYNTHESIS_EXAMPLE", "export_backend", "export_model", "export_synthesis", "onnx_path", "record_export"]
 
 
 class _NetworkPart(torch.nn.Module):
@@ -66,8 +65,7 @@ class _ReducedSynthesis(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         torch._check(x.shape[-2] % SYNTHESIS_MULTIPLE == 0)
         torch._check(x.shape[-1] % SYNTHESIS_MULTIPLE == 0)
-        synthesis = self.model.synthesize(x, 1)
-        return synthesis, self.model.merge_head.gate_confidence(synthesis, x, 1)
+        return self.model.reduced_maps(x, 1)
 
 
 # The example the synthesis graph is traced on: sides of 16 x an odd number, so the transforms'
@@ -85,28 +83,25 @@ def export_synthesis(model: torch.nn.Module, output: str | os.PathLike[str]) -> 
 
     if getattr(model, "merge_head", None) is None:
         raise HdrError("only a bracket network with a merge head has a reduced-resolution part to export")
+    limit = SYNTHESIS_MAX_SIDE // SYNTHESIS_MULTIPLE
+    rows, cols = torch.export.Dim("rows", min=2, max=limit), torch.export.Dim("cols", min=2, max=limit)
+    with matrix_dfts(model), torch.no_grad():
+        return _export(_ReducedSynthesis(model), (torch.rand(1, 3, 6, *SYNTHESIS_EXAMPLE),), output, ["input"],
+                       ["synthesis", "gate"], ({3: SYNTHESIS_MULTIPLE * rows, 4: SYNTHESIS_MULTIPLE * cols},))
+
+
+def _export(net: torch.nn.Module, example: tuple[torch.Tensor, ...], output: str | os.PathLike[str],
+            inputs: list[str], outputs: list[str], dynamic_shapes: tuple | None = None) -> Path:
+    """torch.onnx.export (dynamo) of ``net`` to ``output`` (.onnx), atomically and quietly."""
     output = Path(output)
     if output.suffix.lower() != ".onnx":
         raise HdrError("output must end in .onnx", output)
-    limit = SYNTHESIS_MAX_SIDE // SYNTHESIS_MULTIPLE
-    rows, cols = torch.export.Dim("rows", min=2, max=limit), torch.export.Dim("cols", min=2, max=limit)
-    example = (torch.rand(1, 3, 6, *SYNTHESIS_EXAMPLE),)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    net = _ReducedSynthesis(model).eval()
-    with atomic_path(output) as tmp, warnings.catch_warnings(), matrix_dfts(model), torch.no_grad():
+    with atomic_path(output) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, example, str(tmp), dynamo=True, input_names=["input"],
-                          output_names=["synthesis", "gate"], external_data=False, verbose=False,
-                          dynamic_shapes=({3: SYNTHESIS_MULTIPLE * rows, 4: SYNTHESIS_MULTIPLE * cols},))
+        torch.onnx.export(net.eval(), example, str(tmp), dynamo=True, input_names=inputs, output_names=outputs,
+                          external_data=False, verbose=False, dynamic_shapes=dynamic_shapes)
     return output
-
-
-def export_onnx(name: str, output: str | os.PathLike[str], *, size: str | None = None, tile: int = 512) -> Path:
-    """Export the trained ``name`` model for tile x tile inputs to ``output`` (atomic)."""
-    from hdrcli.runtime.torch_runtime import load_model
-
-    model, _ = load_model(name, size)
-    return export_model(model, get_spec(name).kind, output, tile)
 
 
 def export_model(model: torch.nn.Module, kind: str, output: str | os.PathLike[str], tile: int = 512) -> Path:
@@ -124,15 +119,7 @@ def export_model(model: torch.nn.Module, kind: str, output: str | os.PathLike[st
         names.append("codes")
     else:
         net = model
-    output = Path(output)
-    if output.suffix.lower() != ".onnx":
-        raise HdrError("output must end in .onnx", output)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with atomic_path(output) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), example, str(tmp), dynamo=True, input_names=names,
-                          output_names=["output"], external_data=False, verbose=False)
-    return output
+    return _export(net, example, output, names, ["output"])
 
 
 def export_backend(name: str, *, output: str | os.PathLike[str] | None = None, size: str | None = None,

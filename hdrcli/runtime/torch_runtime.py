@@ -269,9 +269,7 @@ class TorchRunner(TiledRunner):
 
     @torch.no_grad()
     def _reduced(self, x: torch.Tensor, reference: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x.to(self.device)
-        synthesis = self.model.synthesize(x, reference)
-        return synthesis, self.model.merge_head.gate_confidence(synthesis, x, reference)
+        return self.model.reduced_maps(x.to(self.device), reference)
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False,
