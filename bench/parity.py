@@ -4,7 +4,7 @@
 
 Fuses the bracket (no alignment) with torch as shipped (default tiles; above 1 MP the
 synthesis and the ghost gate at reduced resolution, see
-hdrcli.runtime.torch_runtime.SYNTHESIS_ABOVE), the same
+hdrcli.runtime.runner.SYNTHESIS_ABOVE), the same
 in one whole-image pass, torch with the synthesis at full resolution in tiles (what the ONNX
 tile export computes) and ONNX Runtime (as shipped: above 1 MP the synthesis export at
 reduced resolution; and with the tile export everywhere). Prints the largest and mean
@@ -45,8 +45,8 @@ def main() -> None:
             frame.pixels = np.ascontiguousarray(frame.pixels[y : y + args.crop, x : x + args.crop])
     side = max(bracket.frames[0].pixels.shape[:2])
     fuse = lambda **kw: fuse_bracket(bracket, args.backend, align="none", device="cpu", **kw).image  # noqa: E731
-    torch_tiled = fuse()
-    import hdrcli.runtime.torch_runtime as rt
+    torch_tiled = fuse(runtime="torch")
+    import hdrcli.runtime.runner as rt
 
     head_tile, rt.HEAD_TILE = rt.HEAD_TILE, side  # large photos: the merge head's tiles are the ones to compare
     whole = fuse(runner=TorchRunner(args.backend, tile=side))

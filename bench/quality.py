@@ -35,7 +35,7 @@ from hdrcli.evaluation import (
     validation_brackets,
     validation_singles,
 )
-from hdrcli.runtime.torch_runtime import available_sizes
+from hdrcli.runtime.runner import available_sizes
 
 
 def main() -> None:

@@ -79,7 +79,7 @@ def main() -> None:
         print(json.dumps(child(*args.child, args.device)))
         return
     from hdrcli.runtime.export import onnx_path
-    from hdrcli.runtime.torch_runtime import available_sizes
+    from hdrcli.runtime.runner import available_sizes
 
     methods = ["opencv-debevec", "hdrcli-debevec"]
     for name in filter(None, args.backends.split(",")):
@@ -87,7 +87,7 @@ def main() -> None:
         if not sizes:
             continue
         for runtime in args.runtimes.split(","):
-            from hdrcli.runtime.torch_runtime import DEFAULT_TILE
+            from hdrcli.runtime.runner import DEFAULT_TILE
 
             if runtime == "onnx" and not onnx_path(name, sizes[0], DEFAULT_TILE[name]).is_file():
                 continue

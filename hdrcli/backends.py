@@ -14,14 +14,13 @@ register themselves with :func:`register_model`; callers use :func:`get_backend`
   CPU training and fast inference) -> builder keyword arguments;
 * weights: ``weights/<name>-<size>.pt`` and ONNX exports (:mod:`hdrcli.weights`).
 
-This module imports no torch at import time; learned architectures are imported the first
-time a learned name is asked for.
+This module imports no torch: learned backends are declared here (name, kind, sizes), and an
+architecture module is imported the first time its builder, configs or paper are asked for.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,27 +34,74 @@ MULTI_EXPOSURE = "multi-exposure"
 SINGLE_IMAGE = "single-image"
 CLASSICAL = "classical"
 LEARNED = "learned"
-_ARCHITECTURES = ("dfgnet", "lffnet", "tunet", "twostage", "stack")  # hdrcli.models modules, listing order
+# The learned backends, declared here so that resolving a name (kind, sizes, weights) needs no
+# torch: `hdr fuse` on ONNX Runtime never imports it (1.0-1.3 s). Each name is an
+# architecture module of hdrcli.models, imported the first time its builder or configs are
+# asked for; it registers them with :func:`register_model`. Listing order.
+_LEARNED_KINDS = {"dfgnet": MULTI_EXPOSURE, "lffnet": MULTI_EXPOSURE, "tunet": MULTI_EXPOSURE,
+                  "twostage": SINGLE_IMAGE, "stack": SINGLE_IMAGE}
+LEARNED_SIZES = ("lite", "paper")  # every learned backend's configs, in the order weights are looked for
+
+
+@dataclass(frozen=True)
+class _Architecture:
+    """What an architecture module registers: its builder and per-size configs, and the paper."""
+
+    builder: Callable[..., Any]
+    configs: dict[str, dict[str, Any]]
+    paper: str
+    description: str
+    stated_params: dict[str, int]
+
+
+_ARCHITECTURES: dict[str, _Architecture] = {}
+
+
+def _architecture(name: str) -> _Architecture:
+    """The registered architecture of a learned backend, importing its module on first use."""
+    if name not in _ARCHITECTURES:
+        importlib.import_module(f"hdrcli.models.{name}")
+    return _ARCHITECTURES[name]
 
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """What the registry knows about one backend."""
+    """What the registry knows about one backend. Learned entries read their builder, configs,
+    paper and description from the architecture module (imported on first use)."""
 
     name: str
     kind: str
     family: str
     output: str
-    description: str
-    builder: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
-    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    paper: str = ""
+    summary: str = ""  # classical: the description
+    merge: Callable[..., Any] | None = field(default=None, repr=False, compare=False)  # classical: f() -> merge
     needs_exposures: bool = True
-    stated_params: dict[str, int] = field(default_factory=dict)  # counts printed in the paper
 
     @property
     def learned(self) -> bool:
         return self.family == LEARNED
+
+    @property
+    def builder(self) -> Callable[..., Any] | None:
+        """Learned: ``f(**config) -> nn.Module``; classical: ``f() -> merge function``."""
+        return _architecture(self.name).builder if self.learned else self.merge
+
+    @property
+    def configs(self) -> dict[str, dict[str, Any]]:
+        return _architecture(self.name).configs if self.learned else {}
+
+    @property
+    def paper(self) -> str:
+        return _architecture(self.name).paper if self.learned else ""
+
+    @property
+    def description(self) -> str:
+        return _architecture(self.name).description if self.learned else self.summary
+
+    @property
+    def stated_params(self) -> dict[str, int]:
+        """Parameter counts printed in the paper, per size."""
+        return _architecture(self.name).stated_params if self.learned else {}
 
     def weights_path(self, size: str) -> Path:
         """Shipped weights file of a size (whether or not it exists)."""
@@ -65,9 +111,8 @@ class BackendSpec:
         return _onnx_path(self.name, size, tile)
 
     def sizes_with_weights(self) -> list[str]:
-        """Sizes whose shipped weights exist, lite first."""
-        order = sorted(self.configs, key=lambda s: (s != "lite", s != "paper", s))
-        return [size for size in order if self.weights_path(size).is_file()]
+        """Sizes whose shipped weights exist, lite first (no torch needed)."""
+        return [size for size in (LEARNED_SIZES if self.learned else ()) if self.weights_path(size).is_file()]
 
     @property
     def details(self) -> dict[str, Any]:
@@ -88,7 +133,6 @@ BackendInfo = BackendSpec  # earlier name of the record
 ModelSpec = BackendSpec  # the models' name for it
 
 _REGISTRY: dict[str, BackendSpec] = {}
-_LOADED = False
 
 
 def register_backend(spec: BackendSpec) -> BackendSpec:
@@ -104,11 +148,14 @@ def register_model(
     name: str, *, kind: str, configs: dict[str, dict[str, Any]], paper: str, description: str,
     stated_params: dict[str, int] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a learned builder ``f(**config) -> nn.Module`` under ``name``."""
+    """Decorator registering a learned builder ``f(**config) -> nn.Module`` under ``name`` (a name
+    declared in this module, with the same kind and sizes)."""
 
     def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
-        register_backend(BackendSpec(name, kind, LEARNED, "radiance", description, builder, configs, paper,
-                                     True, stated_params or {}))
+        if _LEARNED_KINDS.get(name) != kind or set(configs) != set(LEARNED_SIZES):
+            raise ValueError(f"learned backend '{name}' must be declared in hdrcli.backends with kind {kind} "
+                             f"and sizes {', '.join(LEARNED_SIZES)}")
+        _ARCHITECTURES[name] = _Architecture(builder, configs, paper, description, stated_params or {})
         return builder
 
     return wrap
@@ -131,31 +178,18 @@ for _spec in (
                 needs_exposures=False),
 ):
     register_backend(_spec)
+for _name, _kind in _LEARNED_KINDS.items():
+    register_backend(BackendSpec(_name, _kind, LEARNED, "radiance"))
 CLASSICAL_BACKENDS: dict[str, BackendSpec] = {n: s for n, s in _REGISTRY.items() if s.family == CLASSICAL}
 
 
-def _load_learned() -> None:
-    """Import the architecture modules once (each registers itself)."""
-    global _LOADED
-    if _LOADED:
-        return
-    for module in _ARCHITECTURES:
-        if importlib.util.find_spec(f"hdrcli.models.{module}") is not None:
-            importlib.import_module(f"hdrcli.models.{module}")
-    _LOADED = True
-
-
 def _names() -> str:
-    _load_learned()
     return ", ".join(_REGISTRY)
 
 
 def get_backend(name: str) -> BackendSpec:
-    """The registry entry of a backend name (classical names never load the learned models)."""
+    """The registry entry of a backend name (imports no model: see BackendSpec)."""
     spec = _REGISTRY.get(name)
-    if spec is None:
-        _load_learned()
-        spec = _REGISTRY.get(name)
     if spec is None:
         raise HdrError(f"unknown backend '{name}' (available: {_names()})")
     return spec
@@ -174,19 +208,13 @@ def learned_backends() -> list[BackendSpec]:
 # ----------------------------------------------------------------------------- learned models
 
 def list_models() -> list[BackendSpec]:
-    """The learned architectures, in a fixed order."""
-    _load_learned()
-    learned = [s for s in _REGISTRY.values() if s.learned]
-    order = {n: i for i, n in enumerate(_ARCHITECTURES)}
-    return sorted(learned, key=lambda s: (order.get(s.name, len(order)), s.name))
+    """The learned backends, in a fixed order."""
+    return [_REGISTRY[name] for name in _LEARNED_KINDS]
 
 
 def get_spec(name: str) -> BackendSpec:
     """The entry of a learned backend (a model); classical names are refused."""
     spec = _REGISTRY.get(name)
-    if spec is None or not spec.learned:
-        _load_learned()
-        spec = _REGISTRY.get(name)
     if spec is None or not spec.learned:
         what = f"'{name}' is a classical backend, not a learned model" if spec else f"unknown model '{name}'"
         raise HdrError(f"{what} (learned: {', '.join(s.name for s in list_models())})")

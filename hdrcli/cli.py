@@ -104,7 +104,7 @@ def _option_error(ctx: typer.Context, param, problem: str):
 def _check_tile(ctx: typer.Context, param, value: Optional[int]) -> Optional[int]:
     if value is None:
         return value
-    from hdrcli.runtime.torch_runtime import DEFAULT_OVERLAP  # only when --tile is given (imports torch)
+    from hdrcli.runtime.runner import DEFAULT_OVERLAP
 
     if value < 2 * DEFAULT_OVERLAP:
         _option_error(ctx, param, f"tile side {value} is too small: tiles overlap by {DEFAULT_OVERLAP} pixels on "
@@ -676,18 +676,21 @@ def info_cmd(
 @app.command("export")
 def export_cmd(
     backend: Annotated[str, typer.Option("--backend", "-b", help="Learned backend with trained weights.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="One ONNX file (default: weights/NAME-SIZE-tTILE.onnx and, for bracket networks, weights/NAME-SIZE-synthesis.onnx).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="One ONNX file (default: weights/NAME-SIZE-tTILE.onnx and, for bracket networks, weights/NAME-SIZE-synthesis.onnx and weights/NAME-SIZE-head.onnx).")] = None,
     size: Annotated[Optional[str], typer.Option("--size", help="Weights size (lite, paper).")] = None,
     tile: Annotated[Optional[int], typer.Option(callback=_check_tile, help="Static input tile side (default per backend; FFT blocks need a fixed shape in ONNX Runtime).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help="Replace an existing file.")] = False,
     synthesis: Annotated[bool, typer.Option("--synthesis", help="Export a bracket network's synthesis and ghost gate for any size (the reduced-resolution part of large photos) instead of tiles.")] = False,
+    head: Annotated[bool, typer.Option("--head", help="Export a bracket network's merge head for any size (run per full-resolution tile of large photos) instead of tiles.")] = False,
 ) -> None:
     """Export a trained backend to ONNX (DO-Conv folded): its tile graph and, for the bracket
-    networks, its synthesis graph (default), or the one asked for (--tile, --synthesis, -o)."""
+    networks, its synthesis and merge head graphs (default), or the one asked for (--tile,
+    --synthesis, --head, -o)."""
     from hdrcli.runtime.export import export_backend
 
     def job():
-        return export_backend(backend, output=output, size=size, tile=tile, synthesis=synthesis, overwrite=overwrite)
+        return export_backend(backend, output=output, size=size, tile=tile, synthesis=synthesis, head=head,
+                              overwrite=overwrite)
 
     for path in _run(job):
         _wrote(path)

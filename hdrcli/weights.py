@@ -61,6 +61,12 @@ def synthesis_onnx_path(name: str, size: str) -> Path:
     return weights_dir() / f"{name}-{size}-synthesis.onnx"
 
 
+def head_onnx_path(name: str, size: str) -> Path:
+    """Shipped ONNX export of a bracket network's merge head (3 frames, any size; the runtime feeds
+    it the upsampled synthesis and gate per full-resolution tile): ``weights/<name>-<size>-head.onnx``."""
+    return weights_dir() / f"{name}-{size}-head.onnx"
+
+
 def is_shipped(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is inside the shipped weights folder (so it must match the manifest)."""
     try:
@@ -175,6 +181,13 @@ def verify_shipped(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _export_option(entry: dict) -> str:
+    """The `hdr export` option that rewrites one export (its manifest entry)."""
+    if entry.get("tile"):
+        return f"--tile {entry['tile']}"
+    return "--head" if str(entry.get("file", "")).endswith("-head.onnx") else "--synthesis"
+
+
 def check_export_current(path: str | os.PathLike[str]) -> Path:
     """Verify a shipped ONNX export and refuse it when its source weights have changed since."""
     path = verify_shipped(path)
@@ -184,7 +197,7 @@ def check_export_current(path: str | os.PathLike[str]) -> Path:
     if entry.get("stale") or (weights and weights.get("sha256") != source.get("sha256")):
         raise HdrError(f"ONNX export is stale: {source.get('file')} was retrained after it was exported; run "
                        f"`hdr export --backend {entry.get('backend')} "
-                       f"{'--tile ' + str(entry['tile']) if entry.get('tile') else '--synthesis'} -f`", path)
+                       f"{_export_option(entry)} -f`", path)
     return path
 
 

@@ -216,7 +216,7 @@ def test_tonemap_bad_input(tmp_path):
 # ----------------------------------------------------------------------------- learned backends
 
 def _weights(name: str) -> None:
-    from hdrcli.runtime.torch_runtime import available_sizes
+    from hdrcli.runtime.runner import available_sizes
 
     if not available_sizes(name):
         pytest.skip(f"no weights for {name}")
@@ -235,7 +235,7 @@ def test_fuse_learned_backends(tmp_path, example_bracket, name):
 def test_fuse_learned_onnx_runtime(tmp_path, example_bracket):
     _weights("lffnet")
     from hdrcli.runtime.export import onnx_path
-    from hdrcli.runtime.torch_runtime import DEFAULT_TILE, available_sizes
+    from hdrcli.runtime.runner import DEFAULT_TILE, available_sizes
 
     if not onnx_path("lffnet", available_sizes("lffnet")[0], DEFAULT_TILE["lffnet"]).is_file():
         pytest.skip("no ONNX export shipped")

@@ -518,7 +518,7 @@ def test_expand_and_export_option_validation(tmp_path):
 
 
 def test_export_never_replaces_the_weights_it_reads():
-    from hdrcli.runtime.torch_runtime import available_sizes
+    from hdrcli.runtime.runner import available_sizes
     from hdrcli.weights import manifest_path, weights_path
 
     sizes = available_sizes("lffnet")
@@ -532,19 +532,22 @@ def test_export_never_replaces_the_weights_it_reads():
 
 
 def test_export_by_default_refreshes_every_shipped_export_and_needs_f():
-    """`hdr export -b lffnet` writes the tile and the synthesis graphs: existing ones need -f,
-    checked for all before either is written."""
-    from hdrcli.runtime.torch_runtime import available_sizes
-    from hdrcli.weights import manifest_path, onnx_path, synthesis_onnx_path
+    """`hdr export -b lffnet` writes the tile, synthesis and head graphs: existing ones need -f,
+    checked for all before any is written."""
+    from hdrcli.runtime.runner import available_sizes
+    from hdrcli.weights import head_onnx_path, manifest_path, onnx_path, synthesis_onnx_path
 
     sizes = available_sizes("lffnet")
-    targets = [onnx_path("lffnet", sizes[0], 256), synthesis_onnx_path("lffnet", sizes[0])] if sizes else []
+    targets = [onnx_path("lffnet", sizes[0], 256), synthesis_onnx_path("lffnet", sizes[0]),
+               head_onnx_path("lffnet", sizes[0])] if sizes else []
     if not targets or not all(t.is_file() for t in targets):
         pytest.skip("no shipped exports of lffnet")
     before = digest([*targets, manifest_path()])
     assert_one_error(cli("export", "-b", "lffnet"), targets[0].name)
     assert_one_error(cli("export", "-b", "lffnet", "--synthesis", "--tile", "256"), "--synthesis")
     assert_one_error(cli("export", "-b", "twostage", "--synthesis"), "no synthesis graph")
+    assert_one_error(cli("export", "-b", "lffnet", "--head", "--synthesis"), "--head")
+    assert_one_error(cli("export", "-b", "twostage", "--head"), "no head graph")
     assert digest([*targets, manifest_path()]) == before
 
 

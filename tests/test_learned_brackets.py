@@ -7,6 +7,9 @@ pages: this file must sort after tests/test_hostile_*.py (pytest runs files by n
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -101,7 +104,7 @@ def test_onnx_runtime_names_the_bracket_shapes_it_takes(tmp_path):
 
 def _large_photo_path(monkeypatch) -> None:
     """Small photos take the large-photo path (reduced synthesis, head in 96-pixel tiles)."""
-    import hdrcli.runtime.torch_runtime as rt
+    import hdrcli.runtime.runner as rt
 
     monkeypatch.setattr(rt, "SYNTHESIS_ABOVE", 20_000)
     monkeypatch.setattr(rt, "SYNTHESIS_PIXELS", 8_000)
@@ -118,12 +121,13 @@ def _gamma_bracket() -> tuple[list[np.ndarray], list[float]]:
 def test_large_photos_merge_at_full_resolution_and_do_not_depend_on_tiles(monkeypatch):
     """Above SYNTHESIS_ABOVE the synthesis and the ghost gate run once at reduced size; the rest of
     the head runs at full resolution in tiles that equal one pass."""
+    import hdrcli.runtime.runner as runner
     import hdrcli.runtime.torch_runtime as rt
 
     _large_photo_path(monkeypatch)
     frames, times = _gamma_bracket()
     tiled = rt.TorchRunner("lffnet").fuse(frames, times, maps=True)
-    monkeypatch.setattr(rt, "HEAD_TILE", 400)
+    monkeypatch.setattr(runner, "HEAD_TILE", 400)
     whole = rt.TorchRunner("lffnet").fuse(frames, times, maps=True)
     full = rt.TorchRunner("lffnet", reduced_synthesis=False).fuse(frames, times, maps=True)
     assert np.abs(tiled - whole).max() < 1e-4
@@ -136,7 +140,7 @@ def test_large_photos_merge_at_full_resolution_and_do_not_depend_on_tiles(monkey
 @pytest.mark.parametrize("name", ["lffnet", "dfgnet", "tunet"])
 def test_onnx_runtime_runs_the_reduced_synthesis_as_torch(monkeypatch, name):
     """Above SYNTHESIS_ABOVE ONNX Runtime runs the shipped synthesis export once on the reduced
-    bracket and torch's merge head per tile: the output equals the torch runtime's."""
+    bracket and the head export per tile: the output equals the torch runtime's."""
     pytest.importorskip("onnxruntime")
     import hdrcli.runtime.torch_runtime as rt
     from hdrcli.runtime.onnx_runtime import OnnxRunner
@@ -148,6 +152,7 @@ def test_onnx_runtime_runs_the_reduced_synthesis_as_torch(monkeypatch, name):
     frames, times = _gamma_bracket()
     runner = OnnxRunner(name, device="cpu")
     assert runner.reduced_synthesis and runner._session is None  # the tile export is not even opened
+    assert runner.head_path is not None  # the merge head runs on ONNX Runtime too
     got = runner.fuse(frames, times)
     expected = rt.TorchRunner(name).fuse(frames, times)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
@@ -200,3 +205,32 @@ def test_warps_applied_tile_by_tile_equal_fusing_warped_frames(monkeypatch, larg
         well = warped[..., -1] < 1e-3
         assert well.mean() > 0.5
         np.testing.assert_allclose(tiled[..., :3][well], warped[..., :3][well], rtol=2e-3, atol=1e-5)
+
+
+def test_onnx_runtime_fuses_a_large_bracket_without_importing_torch(tmp_path):
+    """`--runtime auto` for lffnet and dfgnet above 1 MP: backend lookup, the runtime choice, the
+    synthesis and the merge head run on ONNX Runtime and numpy, and torch (1.0-1.3 s to import)
+    is never loaded. Run in a fresh interpreter: this one has torch loaded."""
+    pytest.importorskip("onnxruntime")
+    from hdrcli.weights import head_onnx_path, synthesis_onnx_path
+
+    if not all(p(n, "lite").is_file() for p in (synthesis_onnx_path, head_onnx_path) for n in ("dfgnet", "lffnet")):
+        pytest.skip("no synthesis or head export shipped")
+    scene = textured_scene(1000, 1100, stops=8).astype(np.float32)
+    paths = []
+    for i, t in enumerate((1.0, 4.0, 16.0)):  # 1.1 MP, gamma-2.2 8-bit frames 2 stops apart
+        paths.append(tmp_path / f"f{i}.png")
+        cv2.imwrite(str(paths[-1]), np.round(np.clip(scene * t / 16, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8))
+    code = f"""
+import sys
+import numpy as np
+from hdrcli.pipeline import fuse_bracket, load_bracket
+bracket = load_bracket({[str(p) for p in paths]!r}, exposures=[1.0, 4.0, 16.0])
+for name in ("dfgnet", "lffnet"):
+    image = fuse_bracket(bracket, name, align="none").image
+    assert image.shape == (1000, 1100, 3) and np.isfinite(image).all()
+print("torch loaded:", "torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "torch loaded: False" in out.stdout

@@ -58,3 +58,26 @@ def test_synthesis_export_takes_any_multiple_of_16(tmp_path, name):
         got_synthesis, got_gate = session.run(None, {"input": x.numpy()})
         np.testing.assert_allclose(got_synthesis, synthesis.numpy(), rtol=1e-3, atol=2e-5)
         np.testing.assert_allclose(got_gate, gate.numpy(), rtol=1e-3, atol=2e-5)
+
+
+def test_head_export_takes_any_size_and_equals_the_torch_head(tmp_path):
+    """The merge head export (per full-resolution tile of large photos) equals torch's head, with
+    the frames' weights and the synthesis share, at sizes other than the example's."""
+    from hdrcli.runtime.export import export_head
+
+    torch.manual_seed(0)
+    model = fold_do_convs(create_model("dfgnet", "lite")).eval()
+    path = export_head(model, tmp_path / "dfgnet-head.onnx")
+    session, _ = make_session(path, "cpu")
+    spec = get_spec("dfgnet")
+    t = torch.tensor([[1.0, 4.0, 16.0]])
+    for h, w in [(40, 72), (256, 200)]:
+        x = example_input(spec, h, w)
+        codes = x[:, :, :3] ** 0.7
+        synthesis, gate = torch.rand(1, 3, h, w), torch.rand(1, 3, h, w)
+        with torch.no_grad():
+            expected = model.gated_output(synthesis, gate, x, 1, True, codes, t)
+        feeds = {"synthesis": synthesis, "gate": gate, "x": x, "codes": codes, "t": t}
+        got = session.run(None, {k: v.numpy() for k, v in feeds.items()})[0]
+        assert got.shape == (1, 7, h, w)
+        np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=2e-5)

@@ -123,7 +123,7 @@ def test_fuse_help_names_arguments_and_defaults():
 
 
 def test_fuse_help_tile_default_matches_runtime():
-    from hdrcli.runtime.torch_runtime import DEFAULT_TILE
+    from hdrcli.runtime.runner import DEFAULT_TILE
 
     assert {DEFAULT_TILE[n] for n in ("dfgnet", "lffnet", "tunet")} == {256}
 

@@ -48,24 +48,25 @@ def test_tile_weights_and_tiled_equals_whole():
     x = torch.rand(1, 3, 150, 210)
     with torch.no_grad():
         whole = model(x)
-        tiled = run_tiled(model, x, tile=96, overlap=32)
-    difference = (torch.log1p(5000 * (tiled / 64).clamp(0, 1)) - torch.log1p(5000 * (whole / 64).clamp(0, 1))).abs()
-    assert difference.max().item() / np.log1p(5000) < 0.02
+        tiled = run_tiled(model, x, tile=96, overlap=32)  # (H, W, 3) numpy
+    whole = whole[0].permute(1, 2, 0).numpy()
+    difference = np.abs(np.log1p(5000 * np.clip(tiled / 64, 0, 1)) - np.log1p(5000 * np.clip(whole / 64, 0, 1)))
+    assert difference.max() / np.log1p(5000) < 0.02
 
 
 @pytest.mark.parametrize("small,size", [((5, 7), (13, 29)), ((41, 61), (98, 150)), ((20, 20), (20, 20))])
 def test_bilinear_upsampled_crops_equal_the_upsampled_image(small, size):
     """Lazy upsampling (the large-photo synthesis and gate maps): every crop equals the same crop
-    of F.interpolate's bilinear output, and run_tiled takes it like a tensor."""
+    of F.interpolate's bilinear output (numpy, no torch), and run_tiled takes it like an array."""
     torch.manual_seed(1)
     low = torch.rand(1, 3, *small)
-    full = torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False)
-    up = BilinearUpsampled(low, size)
+    full = torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False).numpy()
+    up = BilinearUpsampled(low.numpy(), size)
     assert up.shape == (1, 3, *size)
     for rows, cols in ((slice(0, size[0]), slice(0, size[1])), (slice(3, size[0] - 1), slice(size[1] // 2, size[1]))):
-        torch.testing.assert_close(up[..., rows, cols], full[..., rows, cols], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(up[..., rows, cols], full[..., rows, cols], atol=1e-5, rtol=0)
     tiled = run_tiled(lambda t: t[0] * 2, (up,), tile=8, overlap=0)
-    torch.testing.assert_close(tiled, full * 2, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(tiled, full[0].transpose(1, 2, 0) * 2, atol=1e-5, rtol=0)
 
 
 def _write_maps(folder: Path, count: int = 3) -> None:
@@ -264,7 +265,7 @@ def test_kalantari_train_and_eval(tmp_path):
 def test_learned_fuse_reencodes_frames_with_the_given_response():
     from hdrcli.merge import linear_response
     from hdrcli.runtime import TorchRunner
-    from hdrcli.runtime.torch_runtime import available_sizes
+    from hdrcli.runtime.runner import available_sizes
 
     if not available_sizes("lffnet"):
         pytest.skip("no weights for lffnet")

@@ -70,7 +70,7 @@ def test_warp_scaled_per_axis_maps_points_like_the_resized_images():
 def test_reduced_synthesis_size_is_fft_friendly():
     """The reduced bracket keeps the photo's aspect and about the asked pixels, on sides that are
     multiples of 16 (prime sides made the FFT blocks 1.7x slower)."""
-    from hdrcli.runtime.torch_runtime import reduced_size
+    from hdrcli.runtime.runner import reduced_size
 
     for height, width in ((1060, 1414), (3024, 4032), (4243, 5657), (1000, 1500), (333, 5000)):
         w, h = reduced_size(height, width, 250_000)

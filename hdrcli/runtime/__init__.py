@@ -1,25 +1,27 @@
-"""Running learned models on whole images: torch or ONNX Runtime, tiled with bounded memory."""
+"""Running learned models on whole images: torch or ONNX Runtime, tiled with bounded memory.
+
+Importing this package imports no torch: the ONNX Runtime path of a bracket needs none.
+"""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+from hdrcli.backends import MULTI_EXPOSURE, get_spec
 from hdrcli.errors import HdrError
-from hdrcli.models import get_spec
-from hdrcli.models.registry import MULTI_EXPOSURE
 from hdrcli.runtime.tiling import run_tiled, tile_weights
-from hdrcli.runtime.torch_runtime import TorchRunner, load_model
 
 RUNTIMES = ("torch", "onnx")
 
-# The faster CPU runtime per backend for `--runtime auto`, measured with bench/speed.py
-# (1500x1000 bracket, frames in memory, 2-core machine, session 25, 6 runs): dfgnet with ONNX
-# Runtime 0.73-0.83 s against torch 0.77-1.14 s (its synthesis export runs 1.3-1.5x faster
-# than torch); lffnet 0.82-1.12 s against 0.76-1.05 s (a tie at best); tunet 1.08-1.25 s
-# against 0.92-1.30 s and twice the memory (ONNX Runtime's convolutions with few channels
-# are slower than torch's channels-last ones). The single-image backends stay on torch
-# (their tile exports: 1.7x slower, see README).
-FASTER_RUNTIME = {"lffnet": "torch", "dfgnet": "onnx", "tunet": "torch", "twostage": "torch", "stack": "torch"}
+# The faster CPU runtime per backend for `--runtime auto`, measured per `hdr fuse` call (one
+# bracket per process, as a user runs it: bench/profile_fuse.py, 1.5 MP iPhone bracket, session
+# 26). Since ONNX Runtime runs the synthesis and the merge head without torch (importing torch
+# alone takes 1.0-1.3 s): lffnet 1.6 s end to end against 2.6 s on torch, dfgnet 1.5 s against
+# 2.6 s. tunet stays on torch: ONNX Runtime's first run of its synthesis is slow (convolutions
+# with 12-48 channels; 1.5-2.3 s of network against 1.0 s) and takes 1.0 GB against 0.6 GB.
+# The single-image backends stay on torch (their tile exports: 1.7x slower, see README).
+FASTER_RUNTIME = {"lffnet": "onnx", "dfgnet": "onnx", "tunet": "torch", "twostage": "torch", "stack": "torch"}
 
 
 def auto_runtime(name: str, size: str | None = None, tile: int | None = None) -> str:
@@ -27,7 +29,7 @@ def auto_runtime(name: str, size: str | None = None, tile: int | None = None) ->
     (FASTER_RUNTIME), torch when that is ONNX Runtime but its exports are missing or stale."""
     choice = FASTER_RUNTIME.get(name, "torch")
     if choice == "onnx":
-        from hdrcli.runtime.torch_runtime import DEFAULT_TILE, available_sizes
+        from hdrcli.runtime.runner import DEFAULT_TILE, available_sizes
         from hdrcli.weights import check_export_current, onnx_path, synthesis_onnx_path
 
         sizes = [size] if size else available_sizes(name)
@@ -54,15 +56,9 @@ def make_runner(name: str, runtime: str = "auto", size: str | None = None, devic
     before the frames are read: ``auto`` then picks torch for a bracket the ONNX exports do not
     take, instead of loading both runtimes.
     """
-    import torch
-
-    from hdrcli.threads import configure_torch
-
-    configure_torch()  # torch's pools sized by hdrcli.threads (--threads), not every core
     automatic = runtime == "auto"
     if automatic:  # FASTER_RUNTIME was measured on a CPU: on a GPU torch
-        on_gpu = device != "cpu" and torch.cuda.is_available()
-        runtime = "torch" if on_gpu else auto_runtime(name, size, tile)
+        runtime = "torch" if device != "cpu" and _torch_sees_cuda() else auto_runtime(name, size, tile)
         if runtime == "onnx" and bracket is not None:
             from hdrcli.runtime.onnx_runtime import OnnxRunner
 
@@ -79,8 +75,8 @@ def make_runner(name: str, runtime: str = "auto", size: str | None = None, devic
             if index != 0:
                 raise HdrError(f"--device {device}: the onnx runtime uses the first CUDA device only (use cuda)")
             device = "cuda"
-        elif not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise HdrError(f"--device {device}: torch sees {torch.cuda.device_count() if torch.cuda.is_available() else 0} "
+        elif index >= (count := _torch_cuda_count()):
+            raise HdrError(f"--device {device}: torch sees {count} "
                            "CUDA device(s), numbered from 0")
     if runtime == "onnx":
         from hdrcli.runtime.onnx_runtime import OnnxRunner
@@ -88,18 +84,46 @@ def make_runner(name: str, runtime: str = "auto", size: str | None = None, devic
         # auto: brackets the exports do not take run on torch (see OnnxRunner)
         fallback = _torch_device(device) if automatic else None
         return OnnxRunner(name, size=size, device=device, tile=tile, fallback_device=fallback)
+    from hdrcli.runtime.torch_runtime import TorchRunner
+
     return TorchRunner(name, size=size, device=_torch_device(device), tile=tile)
+
+
+def _torch_sees_cuda() -> bool:
+    """Whether torch has a CUDA device. Without an NVIDIA device node torch is not imported to ask
+    (1.0-1.3 s that the ONNX Runtime path does not need)."""
+    if not any(Path("/dev").glob("nvidia[0-9]*")):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _torch_cuda_count() -> int:
+    if not _torch_sees_cuda():
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def _torch_device(device: str) -> str:
     """torch's device for --device: auto is CUDA when torch sees one, else the CPU."""
-    import torch
-
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
+        return "cuda" if _torch_sees_cuda() else "cpu"
+    if device == "cuda" and not _torch_sees_cuda():
         raise HdrError("--device cuda: no CUDA device is available to torch")
     return device
 
 
-__all__ = ["FASTER_RUNTIME", "RUNTIMES", "TorchRunner", "auto_runtime", "load_model", "make_runner", "run_tiled", "tile_weights"]
+def __getattr__(name: str):
+    """``TorchRunner`` and ``load_model``, imported (with torch) when first asked for."""
+    if name in ("TorchRunner", "load_model"):
+        from hdrcli.runtime import torch_runtime
+
+        return getattr(torch_runtime, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["FASTER_RUNTIME", "RUNTIMES", "TorchRunner", "auto_runtime", "load_model", "make_runner", "run_tiled",
+           "tile_weights"]

@@ -8,7 +8,8 @@ least-squares HDR synthesis runs in torch after ONNX Runtime.
 
 Bracket networks with a merge head also export their reduced-resolution part (synthesis and
 ghost gate, :func:`export_synthesis`) for any size a multiple of 16: there the FFT blocks use
-matrix-product transforms (:mod:`hdrcli.models.dft`), which export with symbolic sizes.
+matrix-product transforms (:mod:`hdrcli.models.dft`), which export with symbolic sizes; and
+their merge head (:func:`export_head`), which ONNX Runtime runs per full-resolution tile.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import torch
 
 from hdrcli.errors import HdrError
 from hdrcli.io.atomic import atomic_path
-from hdrcli.models import get_spec
+from hdrcli.backends import get_spec
 from hdrcli.models.registry import MULTI_EXPOSURE
-from hdrcli.runtime.torch_runtime import SYNTHESIS_MULTIPLE
+from hdrcli.runtime.runner import SYNTHESIS_MULTIPLE
 from hdrcli.weights import onnx_path, sha256_file, update_manifest
 
-__all__ = ["SYNTHESIS_EXAMPLE", "export_backend", "export_model", "export_synthesis", "onnx_path", "record_export"]
+__all__ = ["SYNTHESIS_EXAMPLE", "export_backend", "export_head", "export_model", "export_synthesis", "onnx_path",
+           "record_export"]
 
 
 class _NetworkPart(torch.nn.Module):
@@ -68,6 +70,21 @@ class _ReducedSynthesis(torch.nn.Module):
         return self.model.reduced_maps(x, 1)
 
 
+class _MergeHead(torch.nn.Module):
+    """A bracket network's merge head for 3 frames, the middle one the reference, given the
+    synthesis and the ghost gate's maps (upsampled from the reduced bracket): the output with
+    the frames' weights and the synthesis share (1, 3 + 3 + 1, H, W), as
+    :meth:`~hdrcli.models.blocks.MultiExposureNet.gated_output` with ``return_maps``."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, synthesis: torch.Tensor, gate: torch.Tensor, x: torch.Tensor, codes: torch.Tensor,
+                t: torch.Tensor) -> torch.Tensor:
+        return self.model.gated_output(synthesis, gate, x, 1, True, codes, t)
+
+
 # The example the synthesis graph is traced on: sides of 16 x an odd number, so the transforms'
 # splits are those every multiple of 16 has (see hdrcli.models.dft._split).
 SYNTHESIS_EXAMPLE = (SYNTHESIS_MULTIPLE * 23, SYNTHESIS_MULTIPLE * 25)
@@ -88,6 +105,24 @@ def export_synthesis(model: torch.nn.Module, output: str | os.PathLike[str]) -> 
     with matrix_dfts(model), torch.no_grad():
         return _export(_ReducedSynthesis(model), (torch.rand(1, 3, 6, *SYNTHESIS_EXAMPLE),), output, ["input"],
                        ["synthesis", "gate"], ({3: SYNTHESIS_MULTIPLE * rows, 4: SYNTHESIS_MULTIPLE * cols},))
+
+
+def export_head(model: torch.nn.Module, output: str | os.PathLike[str]) -> Path:
+    """Export a (folded) bracket network's merge head for 3 frames of any size: inputs ``synthesis``
+    (1, 3, H, W), ``gate`` (1, 3, H, W), ``x`` (1, 3, 6, H, W, the network input), ``codes``
+    (1, 3, 3, H, W, the frames as recorded), ``t`` (1, 3, relative exposures); output (1, 7, H, W)."""
+    if getattr(model, "merge_head", None) is None:
+        raise HdrError("only a bracket network with a merge head has a merge head to export")
+    side = 64
+    rows = torch.export.Dim("rows", min=8, max=SYNTHESIS_MAX_SIDE)
+    cols = torch.export.Dim("cols", min=8, max=SYNTHESIS_MAX_SIDE)
+    plane = {2: rows, 3: cols}
+    frames = {3: rows, 4: cols}
+    example = (torch.rand(1, 3, side, side), torch.rand(1, 3, side, side), torch.rand(1, 3, 6, side, side),
+               torch.rand(1, 3, 3, side, side), torch.tensor([[1.0, 4.0, 16.0]]))
+    with torch.no_grad():
+        return _export(_MergeHead(model), example, output, ["synthesis", "gate", "x", "codes", "t"], ["output"],
+                       (plane, plane, frames, frames, None))
 
 
 def _export(net: torch.nn.Module, example: tuple[torch.Tensor, ...], output: str | os.PathLike[str],
@@ -123,51 +158,66 @@ def export_model(model: torch.nn.Module, kind: str, output: str | os.PathLike[st
 
 
 def export_backend(name: str, *, output: str | os.PathLike[str] | None = None, size: str | None = None,
-                   tile: int | None = None, synthesis: bool = False, overwrite: bool = False) -> list[Path]:
+                   tile: int | None = None, synthesis: bool = False, head: bool = False,
+                   overwrite: bool = False) -> list[Path]:
     """``hdr export``: the trained backend's ONNX files; returns the paths written.
 
     By default the shipped exports, recorded in weights/manifest.json: the tile graph at the
-    backend's default tile and, for a bracket network with a merge head, the synthesis graph.
-    ``tile`` / ``synthesis``: only that one; ``output``: one file there (tile graph unless
-    ``synthesis``), not recorded. Every target is checked before any is written: an existing
-    one needs ``overwrite``, and the weights read are never overwritten.
+    backend's default tile and, for a bracket network with a merge head, the synthesis graph and
+    the head graph. ``tile`` / ``synthesis`` / ``head``: only that one; ``output``: one file there
+    (tile graph unless ``synthesis`` or ``head``), not recorded. Every target is checked before
+    any is written: an existing one needs ``overwrite``, and the weights read are never overwritten.
     """
     from hdrcli.io.atomic import check_outputs
-    from hdrcli.runtime.torch_runtime import DEFAULT_TILE, available_sizes, load_model
-    from hdrcli.weights import manifest_path, synthesis_onnx_path, weights_path
+    from hdrcli.runtime.runner import DEFAULT_TILE, available_sizes
+    from hdrcli.runtime.torch_runtime import load_model
+    from hdrcli.weights import head_onnx_path, manifest_path, synthesis_onnx_path, weights_path
 
-    if synthesis and tile is not None:
-        raise HdrError("--synthesis takes any size: it has no --tile")
+    if sum((synthesis, head, tile is not None)) > 1:
+        raise HdrError("export one of --tile, --synthesis, --head (or all shipped exports without them)")
     sizes = [size] if size else available_sizes(name)
     model, chosen = load_model(name, size)  # refuses a backend without weights before anything is written
-    has_synthesis = getattr(model, "merge_head", None) is not None
-    if synthesis and not has_synthesis:
-        raise HdrError(f"'{name}' ({chosen}) has no synthesis graph to export: only the bracket networks with a merge "
-                       "head (lite) have one")
+    has_head = getattr(model, "merge_head", None) is not None
+    if (synthesis or head) and not has_head:
+        raise HdrError(f"'{name}' ({chosen}) has no {'synthesis' if synthesis else 'head'} graph to export: only the "
+                       "bracket networks with a merge head (lite) have one")
     side = tile or DEFAULT_TILE.get(name, 512)
-    parts: list[tuple[int | None, Path]] = []  # (tile, path); tile None: the synthesis graph
+    part_path = {"synthesis": synthesis_onnx_path(name, chosen), "head": head_onnx_path(name, chosen)}
+    parts: list[tuple[str, Path]] = []  # (part, path): "tile", "synthesis" or "head"
     if output is not None:
-        parts.append((None if synthesis else side, Path(output)))
+        parts.append(("synthesis" if synthesis else "head" if head else "tile", Path(output)))
+    elif synthesis or head:
+        parts.append(("synthesis", part_path["synthesis"]) if synthesis else ("head", part_path["head"]))
     else:
-        if not synthesis:
-            parts.append((side, onnx_path(name, chosen, side)))
-        if synthesis or (tile is None and has_synthesis):
-            parts.append((None, synthesis_onnx_path(name, chosen)))
+        parts.append(("tile", onnx_path(name, chosen, side)))
+        if tile is None and has_head:
+            parts += [("synthesis", part_path["synthesis"]), ("head", part_path["head"])]
     check_outputs([p for _, p in parts], [*(weights_path(name, s) for s in sizes), manifest_path()], overwrite)
     written = []
-    for part_tile, path in parts:
-        if part_tile is None:
+    for part, path in parts:
+        if part == "synthesis":
             written.append(export_synthesis(model, path))
+        elif part == "head":
+            written.append(export_head(model, path))
         else:
-            written.append(export_model(model, get_spec(name).kind, path, part_tile))
+            written.append(export_model(model, get_spec(name).kind, path, side))
         if output is None:
-            record_export(name, chosen, part_tile, written[-1])
+            record_export(name, chosen, side if part == "tile" else None, written[-1], part)
     return written
 
 
-def record_export(name: str, size: str, tile: int | None, path: Path) -> None:
-    """Add an ONNX file to weights/manifest.json (sha256, source weights, tile, command); ``tile``
-    None: the reduced-resolution part (:func:`export_synthesis`)."""
+_EXPORT_STATUS = {
+    "tile": "ONNX export of the weights above (DO-Conv folded, static tile input)",
+    "synthesis": "ONNX export of the synthesis and ghost gate of the weights above (DO-Conv folded, 3 frames, "
+                 "sides any multiples of 16, FFTs as matrix products)",
+    "head": "ONNX export of the merge head of the weights above (3 frames, middle reference, any size)",
+}
+
+
+def record_export(name: str, size: str, tile: int | None, path: Path, part: str = "tile") -> None:
+    """Add an ONNX file to weights/manifest.json (sha256, source weights, tile, command); ``part``:
+    "tile" (the whole network on ``tile``-pixel tiles), "synthesis" (:func:`export_synthesis`) or
+    "head" (:func:`export_head`), both with ``tile`` None."""
     import shlex
     import sys
 
@@ -181,7 +231,5 @@ def record_export(name: str, size: str, tile: int | None, path: Path) -> None:
         "tile": tile,
         "exported_from": {"file": source.name, "sha256": sha256_file(source)},
         "command": " ".join(shlex.quote(a) for a in ["hdr", *sys.argv[1:]]),
-        "status": ("ONNX export of the weights above (DO-Conv folded, static tile input)" if tile else
-                   "ONNX export of the synthesis and ghost gate of the weights above (DO-Conv folded, 3 frames, "
-                   "sides any multiples of 16, FFTs as matrix products)"),
+        "status": _EXPORT_STATUS[part],
     })

@@ -1,17 +1,21 @@
-"""ONNX Runtime backend: CUDA provider when it works, else CPU; static-shape tiles."""
+"""ONNX Runtime backend: CUDA provider when it works, else CPU; no torch for brackets above 1 MP.
+
+Exports (``hdr export``): the whole network for static square tiles, and for bracket networks
+with a merge head the reduced-resolution part (synthesis and ghost gate, any size a multiple of
+16) and the merge head (any size). A 3-frame bracket above 1 MP runs on the last two as on
+torch (:class:`hdrcli.runtime.runner.TiledRunner`), without importing torch (1.0-1.3 s).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from hdrcli.backends import get_spec
 from hdrcli.errors import HdrError
 from hdrcli.log import info
-from hdrcli.models import get_spec
-from hdrcli.runtime.torch_runtime import DEFAULT_OVERLAP, DEFAULT_TILE, TiledRunner, available_sizes
+from hdrcli.runtime.runner import DEFAULT_OVERLAP, DEFAULT_TILE, TiledRunner, available_sizes
 
 
 def make_session(path: Path, device: str = "auto", once: bool = False):
@@ -32,8 +36,8 @@ def make_session(path: Path, device: str = "auto", once: bool = False):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.enable_mem_pattern = not once
     wanted = []
-    if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available():
-        wanted.append("CUDAExecutionProvider")
+    if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        wanted.append("CUDAExecutionProvider")  # a CUDA provider without a working device falls back (below)
     if device == "cuda" and not wanted:
         raise HdrError("--device cuda: ONNX Runtime has no working CUDA provider here")
     wanted.append("CPUExecutionProvider")
@@ -47,19 +51,27 @@ def make_session(path: Path, device: str = "auto", once: bool = False):
 class OnnxRunner(TiledRunner):
     """Runs an exported backend with ONNX Runtime (same API as TorchRunner).
 
-    Bracket networks with a merge head and a synthesis export (``hdr export --synthesis``) run
+    Bracket networks with a merge head and its exports (``hdr export``: synthesis and head) run
     as the torch runtime does above 1 MP: the synthesis and ghost gate once on the reduced
-    bracket with ONNX Runtime, the merge head per full-resolution tile (torch, CPU). Smaller
-    photos run the tile export. ``fallback_device``: brackets the exports do not take (not 3
-    frames with the middle reference, or weight maps) run on torch on that device instead of
-    being refused, and so do photos up to 1 MP, where the tile export is slower than torch
-    (``--runtime auto``). ``reduced_synthesis`` False: the tile export everywhere.
+    bracket, the merge head per full-resolution tile, both on ONNX Runtime (without a head
+    export, the head runs on torch). Smaller photos run the tile export. ``fallback_device``:
+    brackets the exports do not take (not 3 frames with the middle reference, or weight maps)
+    run on torch on that device instead of being refused, and so do photos up to 1 MP, where
+    the tile export is slower than torch (``--runtime auto``). ``reduced_synthesis`` False: the
+    tile export everywhere.
     """
 
     def __init__(self, name: str, size: str | None = None, device: str = "auto", tile: int | None = None,
                  overlap: int = DEFAULT_OVERLAP, path: str | Path | None = None, fallback_device: str | None = None,
                  reduced_synthesis: bool = True) -> None:
-        from hdrcli.weights import check_export_current, is_shipped, onnx_path, synthesis_onnx_path, verify_shipped
+        from hdrcli.weights import (
+            check_export_current,
+            head_onnx_path,
+            is_shipped,
+            onnx_path,
+            synthesis_onnx_path,
+            verify_shipped,
+        )
 
         self.name, self.spec = name, get_spec(name)
         self.tile, self.tile_option = tile or DEFAULT_TILE.get(name, 512), tile
@@ -81,17 +93,17 @@ class OnnxRunner(TiledRunner):
             self._open_tiles()
         self.stack_steps = None
         self.synthesis_path, self._synthesis = None, None
-        size_of_path = next((s for s in sizes if onnx_path(name, s, self.tile) == self.path), None)
-        synthesis = synthesis_onnx_path(name, size_of_path) if size_of_path else None
+        self.head_path, self._head_session, self._head_model = None, None, None
+        self.size_of_path = next((s for s in sizes if onnx_path(name, s, self.tile) == self.path), None)
+        synthesis = synthesis_onnx_path(name, self.size_of_path) if self.size_of_path else None
         if name == "stack":
             from hdrcli.runtime.torch_runtime import load_model
 
             self.stack_steps = load_model(name, size)[0].steps
         elif reduced_synthesis and synthesis is not None and synthesis.is_file():  # above 1 MP, as torch
-            from hdrcli.runtime.torch_runtime import load_model
-
             self.synthesis_path = check_export_current(synthesis)  # verified now, opened when first needed
-            self.head_model = load_model(name, size_of_path)[0]
+            head = head_onnx_path(name, self.size_of_path)
+            self.head_path = check_export_current(head) if head.is_file() else None  # else the head runs on torch
             self.reduced_synthesis = True
 
     def _open_tiles(self):
@@ -110,14 +122,20 @@ class OnnxRunner(TiledRunner):
             info(f"ONNX Runtime: {self.synthesis_path.name} on {provider}")
         return self._synthesis
 
-    def _padded(self, x: torch.Tensor) -> np.ndarray:
+    def _open_head(self):
+        """The merge head export's session, opened when first needed (photos above 1 MP)."""
+        if self._head_session is None:
+            self._head_session, provider = make_session(self.head_path, self.device)
+            info(f"ONNX Runtime: {self.head_path.name} on {provider}")
+        return self._head_session
+
+    def _padded(self, x: np.ndarray) -> np.ndarray:
         """A tile padded to the export's static shape (edge tiles of images smaller than the tile)."""
         h, w = x.shape[-2:]
         ph, pw = self.tile - h, self.tile - w
         if ph or pw:
-            flat = F.pad(x.reshape(-1, *x.shape[-3:]), (0, pw, 0, ph), mode="replicate")
-            x = flat.reshape(*x.shape[:-2], self.tile, self.tile)
-        return x.numpy().astype(np.float32)
+            x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)], mode="edge")
+        return np.ascontiguousarray(x, np.float32)
 
     @staticmethod
     def takes(frames: int, reference: int, maps: bool) -> bool:
@@ -147,22 +165,34 @@ class OnnxRunner(TiledRunner):
         """Whether a photo of this size takes the reduced-synthesis path (where, on a CPU, ONNX
         Runtime beats torch for dfgnet; the tile export does not: 1.65-1.78 s against 1.39-1.44 s
         for the example bracket)."""
-        from hdrcli.runtime import torch_runtime
+        from hdrcli.runtime import runner
 
-        return self.reduced_synthesis and height * width > torch_runtime.SYNTHESIS_ABOVE
+        return self.reduced_synthesis and height * width > runner.SYNTHESIS_ABOVE
 
-    def _reduced(self, x: torch.Tensor, reference: int) -> tuple[torch.Tensor, torch.Tensor]:
-        synthesis, gate = self._open_synthesis().run(None, {"input": x.numpy().astype(np.float32, copy=False)})
-        return torch.from_numpy(synthesis), torch.from_numpy(gate)
+    def _reduced(self, x: np.ndarray, reference: int) -> tuple[np.ndarray, np.ndarray]:
+        synthesis, gate = self._open_synthesis().run(None, {"input": np.ascontiguousarray(x, np.float32)})
+        return synthesis, gate
 
-    def _forward(self, x: torch.Tensor, reference: int | None = None, maps: bool = False,
-                 codes: torch.Tensor | None = None) -> torch.Tensor:
+    def _merge(self, synthesis: np.ndarray, learned: np.ndarray, x: np.ndarray, reference: int, maps: bool,
+               codes: np.ndarray, t: np.ndarray):
+        if self.head_path is None:  # no head export: the head on torch (CPU)
+            from hdrcli.runtime.torch_runtime import load_model, merge_head
+
+            if self._head_model is None:
+                self._head_model = load_model(self.name, self.size_of_path)[0]
+            return merge_head(self._head_model, "cpu", synthesis, learned, x, reference, maps, codes, t)
+        feeds = {"synthesis": synthesis, "gate": learned, "x": x, "codes": codes, "t": t}
+        out = self._open_head().run(None, {k: np.ascontiguousarray(v, np.float32) for k, v in feeds.items()})[0]
+        return out if maps else out[:, :3]
+
+    def _forward(self, x: np.ndarray, reference: int | None = None, maps: bool = False,
+                 codes: np.ndarray | None = None) -> np.ndarray:
         h, w = x.shape[-2:]
         session = self._open_tiles()
         feeds = {"input": self._padded(x)}
         if "codes" in self.inputs:  # exports with a merge head weigh the frames as recorded
             feeds["codes"] = self._padded(x[:, :, :3] if codes is None else codes)
-        out = torch.from_numpy(session.run(None, feeds)[0])
+        out = session.run(None, feeds)[0]
         if self.name == "stack":
-            out = out.flatten(1, 2)
+            out = out.reshape(out.shape[0], -1, *out.shape[-2:])
         return out[..., :h, :w]
