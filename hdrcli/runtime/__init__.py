@@ -6,7 +6,6 @@ Importing this package imports no torch: the ONNX Runtime path of a bracket need
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from hdrcli.backends import MULTI_EXPOSURE, get_spec
 from hdrcli.errors import HdrError
@@ -92,7 +91,9 @@ def make_runner(name: str, runtime: str = "auto", size: str | None = None, devic
 def _torch_sees_cuda() -> bool:
     """Whether torch has a CUDA device. Without an NVIDIA device node torch is not imported to ask
     (1.0-1.3 s that the ONNX Runtime path does not need)."""
-    if not any(Path("/dev").glob("nvidia[0-9]*")):
+    from hdrcli.runtime.runner import nvidia_device_present
+
+    if not nvidia_device_present():
         return False
     import torch
 

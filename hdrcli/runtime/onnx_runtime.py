@@ -26,6 +26,7 @@ def make_session(path: Path, device: str = "auto", once: bool = False):
     0.8 GB without, and 20% faster)."""
     import onnxruntime as ort
 
+    from hdrcli.runtime.runner import nvidia_device_present
     from hdrcli.threads import current
 
     options = ort.SessionOptions()
@@ -36,11 +37,12 @@ def make_session(path: Path, device: str = "auto", once: bool = False):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.enable_mem_pattern = not once
     wanted = []
-    if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        wanted.append("CUDAExecutionProvider")  # a CUDA provider without a working device falls back (below)
+    if device in ("auto", "cuda") and nvidia_device_present() and "CUDAExecutionProvider" in ort.get_available_providers():
+        wanted.append("CUDAExecutionProvider")  # without its CUDA libraries it falls back to the CPU (below)
     if device == "cuda" and not wanted:
         raise HdrError("--device cuda: ONNX Runtime has no working CUDA provider here")
     wanted.append("CPUExecutionProvider")
+    ort.set_default_logger_severity(4)  # a CUDA provider that fails to load is reported by us, not on stderr
     session = ort.InferenceSession(str(path), options, providers=wanted)
     provider = session.get_providers()[0]
     if device == "cuda" and provider != "CUDAExecutionProvider":
