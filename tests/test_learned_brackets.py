@@ -153,8 +153,9 @@ def test_onnx_runtime_runs_the_reduced_synthesis_as_torch(monkeypatch, name):
     runner = OnnxRunner(name, device="cpu")
     assert runner.reduced_synthesis and runner._session is None  # the tile export is not even opened
     assert runner.head_path is not None  # the merge head runs on ONNX Runtime too
-    got = runner.fuse(frames, times)
-    expected = rt.TorchRunner(name).fuse(frames, times)
+    got = runner.fuse(frames, times, maps=True)  # with the frames' weights and the synthesis share
+    expected = rt.TorchRunner(name).fuse(frames, times, maps=True)
+    assert got.shape == expected.shape == (*frames[0].shape[:2], 3 + 3 + 1)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     assert runner._session is None
 
@@ -176,9 +177,11 @@ def test_runtime_auto_fuses_brackets_the_exports_do_not_take_on_torch(monkeypatc
     assert runner._session is None and runner._synthesis is None  # no ONNX session was opened
     with pytest.raises(HdrError, match="--runtime torch"):  # asked for ONNX Runtime explicitly: refused
         runtime.make_runner("lffnet", "onnx", device="cpu").fuse(frames, [1.0, 8.0])
+    with pytest.raises(HdrError, match="no weight maps"):  # the tile export (up to 1 MP) has none
+        runtime.make_runner("lffnet", "onnx", device="cpu").fuse(three, [1.0, 8.0, 8.0], maps=True)
     # Known before any frame is read (hdr fuse's file list and options): torch from the start.
     for shape, kind in [((3, None, False), "OnnxRunner"), ((2, None, False), "TorchRunner"),
-                        ((3, 0, False), "TorchRunner"), ((3, None, True), "TorchRunner")]:
+                        ((3, 0, False), "TorchRunner"), ((3, None, True), "OnnxRunner")]:
         assert type(runtime.make_runner("lffnet", "auto", device="cpu", bracket=shape)).__name__ == kind
 
 

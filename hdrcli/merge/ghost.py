@@ -15,18 +15,40 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hdrcli.merge.classical import debevec_weight, inverse_response
+from hdrcli.merge.classical import LEVELS, debevec_weight, levels
 
 # Pixel values compared for ghosts: away from black (sensor pedestals, e.g. codes 12-18 in
 # Memorial's short frames, and noise) and from the shoulder, where the response is least known.
 WELL_EXPOSED = (24.0 / 255.0, 235.0 / 255.0)
 GHOST_THRESHOLD_STOPS = 0.8  # local disagreement (after smoothing) that counts as a ghost
 _WIDE = 0.05  # scale (share of the long side) of disagreement taken as tone mapping, not motion
+_WIDE_BLUR_PIXELS = 8.0  # the wide blur's sigma in pixels of its downsized copy (see _wide_blur)
 _NOISE_STOPS = 0.15  # extra tolerance per stop of exposure difference (noise, response error)
 
 
+def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of ``sigma`` pixels (tens to hundreds), computed on a copy downsized so that
+    sigma is ~8 of its pixels, then upsampled bilinearly: at that scale the result is smooth, and
+    the direct blur's cost grows with sigma (12 MP, sigma 200: ~25 s per blur, 100 s per bracket)."""
+    factor = max(1, int(sigma // _WIDE_BLUR_PIXELS))
+    if factor == 1:
+        return cv2.GaussianBlur(image, (0, 0), sigma)
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
+    blurred = cv2.GaussianBlur(small, (0, 0), sigma * small.shape[1] / w)
+    return cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def _luminance_log(frame: np.ndarray, exposure: float, response: np.ndarray) -> np.ndarray:
-    irradiance = inverse_response(frame, response).mean(axis=-1) / np.float32(exposure)
+    """log2 of the frame's mean irradiance over channels / exposure, through 16-bit lookup tables
+    of the response (as the merges: exact on 8- and 16-bit codes; 4x faster than interpolating)."""
+    index = levels(frame)
+    grid = np.linspace(0.0, 1.0, LEVELS)
+    codes = np.arange(256) / 255.0
+    irradiance = np.zeros(frame.shape[:2], np.float32)
+    for c in range(3):
+        table = (np.interp(grid, codes, np.asarray(response[:, c], np.float64)) / (3.0 * exposure)).astype(np.float32)
+        irradiance += table.take(index[..., c])
     return np.log2(np.maximum(irradiance, np.float32(1e-12)))
 
 
@@ -70,7 +92,7 @@ def ghost_maps(
         # but a camera's local tone mapping or vignetting (phone JPEGs): measured against the
         # large-scale disagreement around each pixel.
         wide_sigma = max(_WIDE * side, 32.0)
-        wide = cv2.GaussianBlur(num, (0, 0), wide_sigma) / np.maximum(cv2.GaussianBlur(den, (0, 0), wide_sigma), 1e-3)
+        wide = _wide_blur(num, wide_sigma) / np.maximum(_wide_blur(den, wide_sigma), 1e-3)
         local = np.abs(local - wide)
         threshold = GHOST_THRESHOLD_STOPS + _NOISE_STOPS * abs(np.log2(exposure / exposures[reference]))
         ramp = np.clip((local - threshold / 2) / (threshold / 2), 0.0, 1.0)

@@ -56,11 +56,11 @@ class OnnxRunner(TiledRunner):
     Bracket networks with a merge head and its exports (``hdr export``: synthesis and head) run
     as the torch runtime does above 1 MP: the synthesis and ghost gate once on the reduced
     bracket, the merge head per full-resolution tile, both on ONNX Runtime (without a head
-    export, the head runs on torch). Smaller photos run the tile export. ``fallback_device``:
-    brackets the exports do not take (not 3 frames with the middle reference, or weight maps)
-    run on torch on that device instead of being refused, and so do photos up to 1 MP, where
-    the tile export is slower than torch (``--runtime auto``). ``reduced_synthesis`` False: the
-    tile export everywhere.
+    export, the head runs on torch), with the weight maps when asked. Smaller photos run the
+    tile export (no weight maps). ``fallback_device``: brackets the exports do not take (not 3
+    frames with the middle reference) run on torch on that device instead of being refused, and
+    so do photos up to 1 MP, where the tile export is slower than torch (``--runtime auto``).
+    ``reduced_synthesis`` False: the tile export everywhere.
     """
 
     def __init__(self, name: str, size: str | None = None, device: str = "auto", tile: int | None = None,
@@ -140,27 +140,31 @@ class OnnxRunner(TiledRunner):
         return np.ascontiguousarray(x, np.float32)
 
     @staticmethod
-    def takes(frames: int, reference: int, maps: bool) -> bool:
-        """Whether the exports fuse this bracket: they are traced on a (short, reference, long) input."""
-        return (frames, reference) == (3, 1) and not maps
+    def takes(frames: int, reference: int, maps: bool = False) -> bool:
+        """Whether the exports fuse this bracket: they are traced on a (short, reference, long) input.
+        Weight maps (``maps``) come from the merge head, on photos above 1 MP (:meth:`fuse`)."""
+        return (frames, reference) == (3, 1)
 
     def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
         if not self.takes(frames, reference, maps):
-            what = "weight maps" if maps else f"a {frames}-frame bracket with reference {reference}"
-            raise HdrError(f"the ONNX export of '{self.name}' fuses 3 frames with the middle reference, not {what}: "
-                           "use --runtime torch (or auto)")
+            raise HdrError(f"the ONNX export of '{self.name}' fuses 3 frames with the middle reference, not a "
+                           f"{frames}-frame bracket with reference {reference}: use --runtime torch (or auto)")
 
     def fuse(self, frames: list[np.ndarray], exposures: list[float], *args, reference: int | None = None,
              maps: bool = False, **kwargs) -> np.ndarray:
         n = len(frames)
         taken = self.takes(n, n // 2 if reference is None else reference, maps)
-        if self.fallback_device and not (taken and self._reduces(*frames[0].shape[:2])):
+        reduced = self._reduces(*frames[0].shape[:2])
+        if self.fallback_device and not (taken and reduced):
             if self._torch is None:
                 from hdrcli.runtime.torch_runtime import TorchRunner
 
                 self._torch = TorchRunner(self.name, size=self.size, device=self.fallback_device, tile=self.tile_option)
                 info(f"{self.name} runs this bracket on torch (ONNX Runtime: 3 frames, middle reference, above 1 MP)")
             return self._torch.fuse(frames, exposures, *args, reference=reference, maps=maps, **kwargs)
+        if maps and not reduced:  # the tile export has no weight maps; the merge head (above 1 MP) has
+            raise HdrError(f"the ONNX tile export of '{self.name}' gives no weight maps (photos up to 1 MP): "
+                           "use --runtime torch (or auto)")
         return super().fuse(frames, exposures, *args, reference=reference, maps=maps, **kwargs)
 
     def _reduces(self, height: int, width: int) -> bool:
