@@ -280,3 +280,21 @@ def test_learned_fuse_reencodes_frames_with_the_given_response():
     # Self-calibrated on a gamma-2.2 bracket: close to the known-curve result.
     calibrated = runner.fuse([f ** (1 / 2.2) for f in linear], times)
     assert hdr_scores(calibrated, from_gamma)["psnr_mu"] > 30
+
+
+def test_large_photos_are_predicted_whole_at_reduced_size(monkeypatch):
+    """Above the whole-image budget a single-image network sees the photo downsized (once, whole:
+    no tiles, no seams) and its prediction is upsampled to the photo's size."""
+    import hdrcli.runtime.runner as runner
+    from hdrcli.runtime.torch_runtime import TorchRunner
+
+    model_runner = TorchRunner("twostage")
+    monkeypatch.setattr(model_runner, "whole_image_pixels", 20_000)
+    monkeypatch.setattr(runner, "LARGE_PHOTO_PREDICTION", 10_000)
+    seen = []
+    forward = model_runner._forward
+    monkeypatch.setattr(model_runner, "_forward", lambda x, *a, **k: seen.append(x.shape) or forward(x, *a, **k))
+    photo = np.clip(textured_scene(180, 240, stops=3) * 0.6, 0, 1).astype(np.float32)
+    prediction = model_runner.predict(photo)
+    assert prediction.shape == photo.shape and np.isfinite(prediction).all()
+    assert len(seen) == 1 and seen[0][-2] * seen[0][-1] <= 12_000  # one pass on the downsized photo

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from hdrcli.merge.classical import LEVELS, levels
+
 CLIP_TAU = 0.95  # HDRCNN's threshold on max_c(x) (display-referred) where the blend starts
 ALPHA_SIGMA = 1.5  # px: widening of the highlight blend, so it has no hard outline
 SHADOW_LOW, SHADOW_HIGH = 0.012, 0.025  # display-referred max_c(x): full / no shadow denoising
@@ -78,10 +80,37 @@ class Expansion:
         return (self.alpha <= 0) & (self.shadow <= 0)
 
 
-def srgb_decode(v: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values in [0, 1] -> linear (IEC 61966-2-1), float32."""
+def _srgb_formula(v: np.ndarray) -> np.ndarray:
     v = np.clip(np.asarray(v, np.float32), 0.0, 1.0)
     return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+_SRGB_TABLE: np.ndarray | None = None
+
+
+def srgb_decode(v: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] -> linear (IEC 61966-2-1), float32.
+
+    Looked up at the nearest 16-bit level (exact for 8- and 16-bit codes, which land on
+    levels; 10x faster than the power law on a 12 MP photo)."""
+    global _SRGB_TABLE
+    if _SRGB_TABLE is None:
+        _SRGB_TABLE = _srgb_formula(np.linspace(0.0, 1.0, LEVELS, dtype=np.float32))
+    return _SRGB_TABLE.take(levels(np.asarray(v, np.float32)))
+
+
+def channel_max(image: np.ndarray) -> np.ndarray:
+    """(H, W) brightest channel of (H, W, C): pairwise for 3 channels, 7x faster than ``max(-1)``."""
+    if image.shape[-1] != 3:
+        return image.max(-1)
+    return np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
+
+
+def channel_min(image: np.ndarray) -> np.ndarray:
+    """(H, W) darkest channel of (H, W, C) (see :func:`channel_max`)."""
+    if image.shape[-1] != 3:
+        return image.min(-1)
+    return np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2])
 
 
 def linearise(image: np.ndarray, response: np.ndarray | None = None, linear: bool = False) -> np.ndarray:
@@ -109,7 +138,7 @@ def linearise(image: np.ndarray, response: np.ndarray | None = None, linear: boo
 def highlight_alpha(image: np.ndarray, tau: float = CLIP_TAU, sigma: float = ALPHA_SIGMA) -> np.ndarray:
     """HDRCNN's blend weight (H, W) in [0, 1] from the brightest channel, widened by a Gaussian
     (never lowered: a clipped pixel keeps weight 1)."""
-    top = np.asarray(image, np.float32).max(-1)
+    top = channel_max(np.asarray(image, np.float32))
     alpha = np.clip((top - tau) / (1.0 - tau), 0.0, 1.0).astype(np.float32)
     if sigma > 0 and alpha.any():
         alpha = np.maximum(alpha, cv2.GaussianBlur(alpha, (0, 0), sigma))
@@ -120,7 +149,7 @@ def highlight_alpha(image: np.ndarray, tau: float = CLIP_TAU, sigma: float = ALP
 def shadow_weight(image: np.ndarray, low: float = SHADOW_LOW, high: float = SHADOW_HIGH) -> np.ndarray:
     """(H, W) in [0, 1]: 1 where the brightest channel is at or below ``low`` (display-referred),
     0 from ``high`` up, smooth in between."""
-    top = np.asarray(image, np.float32).max(-1)
+    top = channel_max(np.asarray(image, np.float32))
     t = np.clip((high - top) / (high - low), 0.0, 1.0)
     return (t * t * (3 - 2 * t)).astype(np.float32)
 
@@ -209,10 +238,10 @@ def reconstruct_clipped(linear: np.ndarray, display: np.ndarray, tau: float = CL
     the gain on the phone photos (see README, single-image quality).
     """
     clip = np.clip((np.asarray(display, np.float32) - tau) / (1.0 - tau), 0.0, 1.0)
-    near = clip.max(-1) > 0  # the only pixels that change
+    near = channel_max(clip) > 0  # the only pixels that change
     if not near.any():
         return linear
-    anchors = ~near & (display.max(-1) >= BAND_LOW) & (linear.min(-1) > 1e-4)
+    anchors = ~near & (channel_max(display) >= BAND_LOW) & (channel_min(linear) > 1e-4)
     if anchors.sum() < 16:  # no colour to borrow
         return linear
     log_lin = np.log(np.maximum(linear, _EPS))
@@ -369,7 +398,7 @@ def compose(image: np.ndarray, prediction: np.ndarray | None, *, response: np.nd
             # network's colour errors (casts, tinted outlines) cannot reach the output.
             y_lin = np.maximum(base @ _LUMA, _EPS)[..., None]
             y_pred = np.maximum(np.asarray(prediction, np.float32), 0.0) @ _LUMA
-            anchors = (alpha <= 0) & (display.max(-1) >= BAND_LOW) & (lin.min(-1) > 1e-4)
+            anchors = (alpha <= 0) & (channel_max(display) >= BAND_LOW) & (channel_min(lin) > 1e-4)
             y_pred = np.exp(contrast_slope(y_lin[..., 0], y_pred, anchors) * np.log(np.maximum(y_pred, _EPS)))
             y_pred = y_pred[..., None] * border_scale(y_lin, y_pred[..., None], anchors)
             log_gain = np.log(np.maximum(y_pred / y_lin, 1.0))[..., 0] * (full > 0)
@@ -382,6 +411,7 @@ def compose(image: np.ndarray, prediction: np.ndarray | None, *, response: np.nd
             expanded = surround_share * expanded + (1.0 - surround_share) * (expanded @ _LUMA)[..., None]
         expanded = np.maximum(expanded, base)  # a clipped value is a lower bound of the truth
         out = out + full[..., None] * (expanded - out)
-    clipped = float((image.max(-1) >= 254.5 / 255).mean()) if not linear else float((image.max(-1) >= 0.999).mean())
+    top = channel_max(image)
+    clipped = float((top >= 254.5 / 255).mean()) if not linear else float((top >= 0.999).mean())
     kind = "linear" if linear else ("crf" if response is not None else "srgb")
     return Expansion(out.astype(np.float32), lin, alpha, shadow, clipped, kind)
