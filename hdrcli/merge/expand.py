@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from hdrcli.align import srgb_to_linear
 from hdrcli.merge.classical import LEVELS, levels
 
 CLIP_TAU = 0.95  # HDRCNN's threshold on max_c(x) (display-referred) where the blend starts
@@ -80,11 +81,6 @@ class Expansion:
         return (self.alpha <= 0) & (self.shadow <= 0)
 
 
-def _srgb_formula(v: np.ndarray) -> np.ndarray:
-    v = np.clip(np.asarray(v, np.float32), 0.0, 1.0)
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
 _SRGB_TABLE: np.ndarray | None = None
 
 
@@ -95,7 +91,7 @@ def srgb_decode(v: np.ndarray) -> np.ndarray:
     levels; 10x faster than the power law on a 12 MP photo)."""
     global _SRGB_TABLE
     if _SRGB_TABLE is None:
-        _SRGB_TABLE = _srgb_formula(np.linspace(0.0, 1.0, LEVELS, dtype=np.float32))
+        _SRGB_TABLE = srgb_to_linear(np.linspace(0.0, 1.0, LEVELS, dtype=np.float32))
     return _SRGB_TABLE.take(levels(np.asarray(v, np.float32)))
 
 
