@@ -75,8 +75,6 @@ def available_sizes(name: str) -> list[str]:
     return get_spec(name).sizes_with_weights()
 
 
-
-
 class ReencodingTables:
     """A bracket's re-encoding tables: per channel and 16-bit input level, the value re-encoded to
     gamma 2.2 and, per frame, its linear value / t (t relative to the shortest frame).
@@ -116,7 +114,7 @@ class TiledRunner:
     overlap: int
     stack_steps: int | None = None
     whole_image_pixels: int = 0  # single-image backends: run untiled up to this many pixels
-    reduce_large_photos: bool = True  # and above it on the photo downsized to it (else in large tiles)
+    reduce_large_photos: bool = True  # above it: on the photo downsized to LARGE_PHOTO_PREDICTION (else large tiles)
     reduced_synthesis: bool = False  # networks with a merge head: synthesis at reduced resolution on large photos
 
     def _forward(self, x: np.ndarray, reference: int | None = None, maps: bool = False,
@@ -134,8 +132,7 @@ class TiledRunner:
         """The merge head on one full-resolution tile (:meth:`~hdrcli.models.blocks.MultiExposureNet.gated_output`)."""
         raise NotImplementedError
 
-    def _network(self, frames: np.ndarray, tables: ReencodingTables, times: np.ndarray, reference: int,
-                 maps: bool):
+    def _network(self, frames: np.ndarray, tables: ReencodingTables, reference: int, maps: bool):
         """The whole network on a (1, N, 3, h, w) tile of frames as recorded (also the head's ``codes``)."""
         return self._forward(tables.network_input(frames), reference, maps, codes=frames)
 
@@ -208,7 +205,7 @@ class TiledRunner:
             tables = ReencodingTables(canonical_luts(response), exposures)
 
             def tile_input(tiles: tuple[np.ndarray, ...]):
-                return self._network(np.concatenate(tiles, 1), tables, times, reference, maps)
+                return self._network(np.concatenate(tiles, 1), tables, reference, maps)
 
             out = run_tiled(tile_input, views, self.tile, self.overlap, out_channels=channels, progress=progress)
         return out
