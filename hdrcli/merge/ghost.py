@@ -35,7 +35,9 @@ def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
         return cv2.GaussianBlur(image, (0, 0), sigma)
     h, w = image.shape[:2]
     small = cv2.resize(image, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
-    blurred = cv2.GaussianBlur(small, (0, 0), sigma * small.shape[1] / w)
+    # BORDER_REFLECT mirrors at the image's edge, as the full-size blur's default (reflect-101) does
+    # within a pixel; reflect-101 on the coarse copy would mirror a whole coarse pixel inside it.
+    blurred = cv2.GaussianBlur(small, (0, 0), sigma * small.shape[1] / w, borderType=cv2.BORDER_REFLECT)
     return cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
