@@ -138,14 +138,18 @@ def debevec_weight(z: np.ndarray, index: int, times: np.ndarray, guard: bool = T
     return weight_from_levels(levels(z), debevec_weight_tables(index, np.asarray(times, np.float64)))
 
 
-def log_irradiance_table(response: np.ndarray, exposure: float) -> np.ndarray:
-    """float32 (3, LEVELS): log(f^-1(z) / exposure) per channel at every 16-bit level, f^-1
-    interpolated linearly between codes (exact for linear (RAW) data, and OpenCV's log-LUT
-    at integer codes), floored at 1e-10 before the log."""
+def irradiance_table(response: np.ndarray) -> np.ndarray:
+    """float64 (3, LEVELS): f^-1(z) per channel at every 16-bit level, interpolated linearly
+    between the response's 256 codes (exact for linear (RAW) data and at integer codes)."""
     grid = np.linspace(0.0, 1.0, LEVELS)
     codes = np.arange(256) / 255.0
-    table = np.stack([np.interp(grid, codes, np.asarray(response[:, c], np.float64)) for c in range(3)])
-    return (np.log(np.maximum(table, 1e-10)) - np.log(exposure)).astype(np.float32)
+    return np.stack([np.interp(grid, codes, np.asarray(response[:, c], np.float64)) for c in range(3)])
+
+
+def log_irradiance_table(response: np.ndarray, exposure: float) -> np.ndarray:
+    """float32 (3, LEVELS): log(f^-1(z) / exposure) per channel at every 16-bit level
+    (:func:`irradiance_table`; OpenCV's log-LUT at integer codes), floored at 1e-10 before the log."""
+    return (np.log(np.maximum(irradiance_table(response), 1e-10)) - np.log(exposure)).astype(np.float32)
 
 
 def _relative(exposures: list[float]) -> np.ndarray:

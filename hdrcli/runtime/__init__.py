@@ -61,8 +61,8 @@ def make_runner(name: str, runtime: str = "auto", size: str | None = None, devic
         if runtime == "onnx" and bracket is not None:
             from hdrcli.runtime.onnx_runtime import OnnxRunner
 
-            frames, reference, maps = bracket
-            if not OnnxRunner.takes(frames, frames // 2 if reference is None else reference, maps):
+            frames, reference = bracket[:2]  # weight maps: the head export gives them too
+            if not OnnxRunner.takes(frames, frames // 2 if reference is None else reference):
                 runtime = "torch"
     if runtime not in RUNTIMES:
         raise HdrError(f"unknown runtime '{runtime}' (use {', '.join(RUNTIMES + ('auto',))})")

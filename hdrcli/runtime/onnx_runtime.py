@@ -140,20 +140,20 @@ class OnnxRunner(TiledRunner):
         return np.ascontiguousarray(x, np.float32)
 
     @staticmethod
-    def takes(frames: int, reference: int, maps: bool = False) -> bool:
+    def takes(frames: int, reference: int) -> bool:
         """Whether the exports fuse this bracket: they are traced on a (short, reference, long) input.
-        Weight maps (``maps``) come from the merge head, on photos above 1 MP (:meth:`fuse`)."""
+        (Weight maps come from the merge head, on photos above 1 MP: :meth:`fuse`.)"""
         return (frames, reference) == (3, 1)
 
     def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
-        if not self.takes(frames, reference, maps):
+        if not self.takes(frames, reference):
             raise HdrError(f"the ONNX export of '{self.name}' fuses 3 frames with the middle reference, not a "
                            f"{frames}-frame bracket with reference {reference}: use --runtime torch (or auto)")
 
     def fuse(self, frames: list[np.ndarray], exposures: list[float], *args, reference: int | None = None,
              maps: bool = False, **kwargs) -> np.ndarray:
         n = len(frames)
-        taken = self.takes(n, n // 2 if reference is None else reference, maps)
+        taken = self.takes(n, n // 2 if reference is None else reference)
         reduced = self._reduces(*frames[0].shape[:2])
         if self.fallback_device and not (taken and reduced):
             if self._torch is None:
