@@ -19,14 +19,20 @@ import pytest
 
 from hdrcli.io.frames import read_frame
 from hdrcli.io.hdr import read_hdr
+from hdrcli.merge import expand as expand_module
 from hdrcli.merge.expand import (
+    _blur,
+    _blur_at,
     border_scale,
     compose,
     contrast_slope,
+    fill_from_anchors,
+    fill_holes,
     guided_filter,
     highlight_alpha,
     linearise,
     reconstruct_clipped,
+    region_boxes,
     srgb_decode,
 )
 from hdrcli.merge.response import save_response
@@ -286,3 +292,73 @@ def test_contrast_slope_maps_a_steeper_rendering_onto_the_photo():
     assert contrast_slope(y_lin, steeper, np.zeros_like(anchors)) == 1.0  # no anchors: unchanged
     assert contrast_slope(y_lin, np.full_like(y_lin, 0.5), anchors) == 1.0  # flat prediction: unchanged
     assert contrast_slope(y_lin, y_lin ** 10, anchors) == 0.25  # clipped to its limits
+
+
+@pytest.mark.parametrize("sigma", [64.0, 16.0, 4.0, 1.5])
+def test_blur_at_some_pixels_equals_the_full_blur_there(sigma):
+    """The sparse blur (coarse scales read from the small copy, fine ones in the pixels' box)
+    gives the full-size blur's values, also at the image's edges and in odd sizes."""
+    rng = np.random.default_rng(3)
+    plane = rng.random((301, 437)).astype(np.float32)
+    for rows, cols in [(np.array([0, 5, 150, 300]), np.array([0, 436, 200, 17])),
+                       (np.array([120, 121, 140]), np.array([200, 230, 210]))]:
+        np.testing.assert_allclose(_blur_at(plane, sigma, rows, cols), _blur(plane, sigma)[rows, cols],
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_fill_from_anchors_at_some_pixels_equals_the_full_fill():
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(200, 260, 3)).astype(np.float32)
+    anchors = rng.random((200, 260)) < 0.02
+    at = np.zeros((200, 260), bool)
+    at[50:70, 100:180] = True
+    dense = fill_from_anchors(values, anchors)
+    np.testing.assert_allclose(fill_from_anchors(values, anchors, at=at), dense[at], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fill_from_anchors(values[anchors], anchors, at=at), dense[at], rtol=1e-5, atol=1e-5)
+
+
+def test_clipped_regions_in_crops_give_the_whole_image_result(monkeypatch):
+    """Two lamps far apart on a large photo: the highlight steps run in two crops around them
+    (with the whole photo's statistics) and give what the whole-image pass gives, but for the
+    fill of fully clipped cores, which starts from the median of the rings in its crop (0.45%
+    here; without the channel reconstruction the two are identical)."""
+    h, w = 1200, 2400
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    radiance = (0.05 + 0.5 * xx / w)[..., None] * np.array([1.0, 0.8, 0.6], np.float32)
+    for cy, cx in [(300, 400), (900, 2000)]:
+        lamp = 6.0 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 12.0**2))
+        radiance = radiance + lamp[..., None] * np.array([1.0, 0.9, 0.7], np.float32)
+    photo = np.round(srgb_encode(radiance) * 255) / np.float32(255)
+    prediction = radiance * np.float32(3.0)
+    boxes = region_boxes(photo.max(-1) > 0.95, share=1.0)
+    assert len(boxes) == 2
+    assert sum((r.stop - r.start) * (c.stop - c.start) for r, c in boxes) < 0.5 * h * w
+    monkeypatch.setattr(expand_module, "CROP_SHARE", 0.0)  # any box: the whole image
+    whole = compose(photo, prediction).hdr
+    monkeypatch.setattr(expand_module, "CROP_SHARE", 1.0)
+    cropped = compose(photo, prediction).hdr
+    changed = np.abs(whole - srgb_decode(photo)).max(-1) > 0
+    assert changed.sum() > 500
+    np.testing.assert_allclose(cropped, whole, rtol=1e-2, atol=1e-6)
+    monkeypatch.setattr(expand_module, "CROP_SHARE", 0.0)
+    whole = compose(photo, prediction, reconstruct=False).hdr
+    monkeypatch.setattr(expand_module, "CROP_SHARE", 1.0)
+    np.testing.assert_array_equal(compose(photo, prediction, reconstruct=False).hdr, whole)
+
+
+def test_fill_holes_of_a_large_region_raises_its_dark_centre():
+    """A clipped region of 2.3 MP (a sky on a 12 MP photo) is filled on a ~1 MP copy: its lower
+    centre rises to the ring around it, no pixel falls, a dome stays a dome (exact below 2 MP)."""
+    n = 1520
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    r = np.hypot(yy - n / 2, xx - n / 2)
+    domain = r < 700
+    ring = 2.0 * np.exp(-((r - 500) ** 2) / (2 * 40.0**2))
+    values = (np.where(domain, ring + 0.2, 0.0)).astype(np.float32)
+    filled = fill_holes(values, domain)
+    assert np.all(filled >= values)
+    np.testing.assert_array_equal(filled[~domain], values[~domain])
+    centre = filled[n // 2 - 50:n // 2 + 50, n // 2 - 50:n // 2 + 50]
+    assert np.all(centre > 0.95 * 2.2)  # raised from 0.2 to the ring's crest
+    dome = np.where(domain, 2.0 - r / 700, 0.0).astype(np.float32)
+    np.testing.assert_allclose(fill_holes(dome, domain)[domain], dome[domain], atol=0.01)
