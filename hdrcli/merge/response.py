@@ -103,15 +103,22 @@ def _fill_unobserved(response: np.ndarray) -> np.ndarray:
     return response.astype(np.float32)
 
 
-def _monotone(response: np.ndarray) -> np.ndarray:
+def _monotone(response: np.ndarray, anchor: int = 128) -> np.ndarray:
     """Strictly increasing version of a curve: brighter pixels never map to less light.
 
-    Debevec's solver leaves the extreme codes poorly constrained; a tiny slope (0.01%
-    per code) keeps the inverse well defined where the curve would otherwise be flat.
+    Made so from code ``anchor`` outwards (Debevec's solve fixes its scale there): codes
+    above it are raised to their darker neighbours' level, codes below it lowered to their
+    brighter neighbours'. Debevec's solver leaves the extreme codes poorly constrained;
+    raised from code 0 upwards, one such value (green's 3.9 at code 0 of a 2-frame Memorial
+    bracket 3 stops apart, 4x its value at code 128) flattened the whole channel and made the
+    merge green. A tiny slope (0.01% per code) keeps the inverse well defined where the
+    curve would otherwise be flat.
     """
-    log_r = np.log(np.maximum(response, 1e-10)).astype(np.float64)
-    ramp = np.arange(256)[:, None] * 1e-4
-    return np.exp(np.maximum.accumulate(log_r - ramp, axis=0) + ramp).astype(np.float32)
+    log_r = np.log(np.maximum(response, 1e-10)).astype(np.float64) - np.arange(256)[:, None] * 1e-4
+    out = log_r.copy()
+    out[anchor:] = np.maximum.accumulate(log_r[anchor:], axis=0)
+    out[:anchor + 1] = np.minimum.accumulate(log_r[anchor::-1], axis=0)[::-1]
+    return np.exp(out + np.arange(256)[:, None] * 1e-4).astype(np.float32)
 
 
 DEBEVEC_SMOOTHNESS = 10.0  # Debevec & Malik's lambda (OpenCV's default too)
