@@ -15,6 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from hdrcli.align import warp_frame
 from hdrcli.merge.classical import debevec_weight, irradiance_table, levels
 
 # Pixel values compared for ghosts: away from black (sensor pedestals, e.g. codes 12-18 in
@@ -41,15 +42,33 @@ def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _luminance_log(frame: np.ndarray, exposure: float, response: np.ndarray) -> np.ndarray:
+def _luminance_tables(exposure: float, response: np.ndarray) -> np.ndarray:
+    """(3, LEVELS) per channel and 16-bit level: irradiance / exposure / 3 (see :func:`_luminance_log`)."""
+    return (irradiance_table(response) / (3.0 * exposure)).astype(np.float32)
+
+
+def _luminance_log(frame: np.ndarray, tables: np.ndarray) -> np.ndarray:
     """log2 of the frame's mean irradiance over channels / exposure, through 16-bit lookup tables
-    of the response (as the merges: exact on 8- and 16-bit codes; 4x faster than interpolating)."""
+    of the response (:func:`_luminance_tables`; as the merges: exact on 8- and 16-bit codes; 4x
+    faster than interpolating)."""
     index = levels(frame)
-    tables = (irradiance_table(response) / (3.0 * exposure)).astype(np.float32)
     irradiance = np.zeros(frame.shape[:2], np.float32)
     for c in range(3):
         irradiance += tables[c].take(index[..., c])
     return np.log2(np.maximum(irradiance, np.float32(1e-12)))
+
+
+_BAND_ROWS = 256
+
+
+def _per_band(frame: np.ndarray, warp: np.ndarray | None, measure) -> np.ndarray:
+    """``measure`` (a function of an (h, W, 3) band of pixels -> (h, W)) of ``frame`` aligned by
+    ``warp``, computed band by band: no aligned full-size copy of the frame is made."""
+    h = frame.shape[0]
+    if warp is None:
+        return measure(frame)
+    bands = [measure(warp_frame(frame, warp, rows=(y0, min(h, y0 + _BAND_ROWS)))) for y0 in range(0, h, _BAND_ROWS)]
+    return np.concatenate(bands, axis=0)
 
 
 def _well_exposed(frame: np.ndarray) -> np.ndarray:
@@ -59,31 +78,40 @@ def _well_exposed(frame: np.ndarray) -> np.ndarray:
 
 
 def ghost_maps(
-    frames: list[np.ndarray], exposures: list[float], response: np.ndarray, reference: int
+    frames: list[np.ndarray], exposures: list[float], response: np.ndarray, reference: int,
+    warps: list[np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """Per-frame ghost maps of an aligned bracket.
 
     Args:
-        frames: aligned float32 RGB frames (H, W, 3) in [0, 1], sorted by exposure.
+        frames: float32 RGB frames (H, W, 3) in [0, 1], sorted by exposure; aligned, or
+            aligned band by band by ``warps``.
         exposures: relative exposure of each frame.
         response: (256, 3) inverse camera response (see :mod:`hdrcli.merge.response`).
         reference: index of the reference frame (never flagged).
+        warps: per frame, None or a warp from :func:`hdrcli.align.estimate_warps`.
 
     Returns:
         float32 (N, H, W) in [0, 1]: 1 where frame i disagrees with the reference by
         more than ``GHOST_THRESHOLD_STOPS`` (plus noise allowance), ramping from 0 at
         half that; 0 where either frame is not well exposed.
     """
-    ref_log = _luminance_log(frames[reference], exposures[reference], response)
-    ref_ok = _well_exposed(frames[reference])
+    warps = [None] * len(frames) if warps is None else warps
+
+    def log_luminance(i: int) -> np.ndarray:
+        tables = _luminance_tables(exposures[i], response)
+        return _per_band(frames[i], warps[i], lambda band: _luminance_log(band, tables))
+
+    ref_log = log_luminance(reference)
+    ref_ok = _per_band(frames[reference], warps[reference], _well_exposed)
     side = max(frames[0].shape[:2])
     sigma = max(1.0, side / 800.0)  # disagreement of single noisy pixels is not a ghost
     maps = np.zeros((len(frames),) + frames[0].shape[:2], np.float32)
-    for i, (frame, exposure) in enumerate(zip(frames, exposures)):
+    for i, exposure in enumerate(exposures):
         if i == reference:
             continue
-        ok = (ref_ok & _well_exposed(frame)).astype(np.float32)
-        diff = (_luminance_log(frame, exposure, response) - ref_log) * ok
+        ok = (ref_ok & _per_band(frames[i], warps[i], _well_exposed)).astype(np.float32)
+        diff = (log_luminance(i) - ref_log) * ok
         # Mean disagreement over the comparable pixels of a small neighbourhood.
         num = cv2.GaussianBlur(diff, (0, 0), sigma)
         den = cv2.GaussianBlur(ok, (0, 0), sigma)
@@ -100,21 +128,26 @@ def ghost_maps(
     return maps
 
 
-def debevec_weight_maps(frames: list[np.ndarray], exposures: list[float], guard: bool = True) -> np.ndarray:
-    """Each frame's share (N, H, W), summing to 1 per pixel, in :func:`hdrcli.merge.merge_debevec`."""
+def debevec_weight_maps(frames: list[np.ndarray], exposures: list[float], guard: bool = True,
+                        warps: list[np.ndarray | None] | None = None) -> np.ndarray:
+    """Each frame's share (N, H, W), summing to 1 per pixel, in :func:`hdrcli.merge.merge_debevec`
+    (``warps``: as :func:`ghost_maps`)."""
     times = np.asarray(exposures, np.float64) / float(min(exposures))
-    weights = np.stack([debevec_weight(f, i, times, guard)[..., 0] for i, f in enumerate(frames)])
-    return weights / np.maximum(weights.sum(axis=0, keepdims=True), np.float32(1e-12))
+    warps = [None] * len(frames) if warps is None else warps
+    weights = np.stack([_per_band(f, warps[i], lambda band, i=i: debevec_weight(band, i, times, guard)[..., 0])
+                        for i, f in enumerate(frames)])
+    weights /= np.maximum(weights.sum(axis=0, keepdims=True), np.float32(1e-12))
+    return weights
 
 
 def weight_and_ghost_maps(
     frames: list[np.ndarray], names: list[str], exposures: list[float], response: np.ndarray, reference: int,
-    weights: np.ndarray | None = None,
+    weights: np.ndarray | None = None, warps: list[np.ndarray | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Named maps for ``hdr fuse --save-weights``: ``ghost`` (the largest ghost value over
     the frames), then ``ghost.NAME`` and, when ``weights`` (N, H, W) are given,
-    ``weight.NAME`` for every frame (NAME: the frame's file name)."""
-    ghosts = ghost_maps(frames, exposures, response, reference)
+    ``weight.NAME`` for every frame (NAME: the frame's file name). ``warps``: as :func:`ghost_maps`."""
+    ghosts = ghost_maps(frames, exposures, response, reference, warps)
     maps = {"ghost": ghosts.max(axis=0)}
     for i, name in enumerate(names):
         maps[f"ghost.{name}"] = ghosts[i]
