@@ -67,6 +67,12 @@ def head_onnx_path(name: str, size: str) -> Path:
     return weights_dir() / f"{name}-{size}-head.onnx"
 
 
+def whole_onnx_path(name: str, size: str) -> Path:
+    """Shipped ONNX export of a single-image network for a whole photo of any size (purely
+    convolutional networks only: twostage): ``weights/<name>-<size>-whole.onnx``."""
+    return weights_dir() / f"{name}-{size}-whole.onnx"
+
+
 def is_shipped(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is inside the shipped weights folder (so it must match the manifest)."""
     try:

@@ -60,6 +60,23 @@ def test_synthesis_export_takes_any_multiple_of_16(tmp_path, name):
         np.testing.assert_allclose(got_gate, gate.numpy(), rtol=1e-3, atol=2e-5)
 
 
+def test_whole_photo_export_takes_any_size_and_equals_torch(tmp_path):
+    """twostage's whole-photo export (what `hdr expand` runs on ONNX Runtime) equals torch at sizes
+    other than the example's, odd ones included, with the session options the runtime uses."""
+    from hdrcli.runtime.export import export_whole
+
+    torch.manual_seed(0)
+    model = fold_do_convs(create_model("twostage", "lite")).eval()
+    path = export_whole(model, tmp_path / "twostage-whole.onnx")
+    session, _ = make_session(path, "cpu", once=True, layout=False)
+    for h, w in [(37, 91), (128, 64)]:
+        x = torch.rand(1, 3, h, w)
+        with torch.no_grad():
+            expected = model(x)
+        got = session.run(None, {"input": x.numpy()})[0]
+        np.testing.assert_allclose(got, expected.numpy(), rtol=1e-3, atol=2e-4)
+
+
 def test_head_export_takes_any_size_and_equals_the_torch_head(tmp_path):
     """The merge head export (per full-resolution tile of large photos) equals torch's head, with
     the frames' weights and the synthesis share, at sizes other than the example's."""

@@ -19,8 +19,10 @@ RUNTIMES = ("torch", "onnx")
 # alone takes 1.0-1.3 s): lffnet 1.6 s end to end against 2.6 s on torch, dfgnet 1.5 s against
 # 2.6 s. tunet stays on torch: ONNX Runtime's first run of its synthesis is slow (convolutions
 # with 12-48 channels; 1.5-2.3 s of network against 1.0 s) and takes 1.0 GB against 0.6 GB.
-# The single-image backends stay on torch (their tile exports: 1.7x slower, see README).
-FASTER_RUNTIME = {"lffnet": "onnx", "dfgnet": "onnx", "tunet": "torch", "twostage": "torch", "stack": "torch"}
+# twostage runs its whole-photo export (session 27, `hdr expand` of a 1024 x 768 photo: 3.1-3.3 s
+# against 5.4-6.1 s on torch; 12 MP 12.0-12.3 s against 13.4-15.7 s); with an explicit --tile,
+# torch. stack stays on torch (its tile export: 1.7x slower, and its synthesis runs in torch).
+FASTER_RUNTIME = {"lffnet": "onnx", "dfgnet": "onnx", "tunet": "torch", "twostage": "onnx", "stack": "torch"}
 
 
 def auto_runtime(name: str, size: str | None = None, tile: int | None = None) -> str:
@@ -28,15 +30,17 @@ def auto_runtime(name: str, size: str | None = None, tile: int | None = None) ->
     (FASTER_RUNTIME), torch when that is ONNX Runtime but its exports are missing or stale."""
     choice = FASTER_RUNTIME.get(name, "torch")
     if choice == "onnx":
-        from hdrcli.runtime.runner import DEFAULT_TILE, available_sizes
-        from hdrcli.weights import check_export_current, onnx_path, synthesis_onnx_path
+        from hdrcli.runtime.runner import DEFAULT_TILE, WHOLE_EXPORTS, available_sizes
+        from hdrcli.weights import check_export_current, onnx_path, synthesis_onnx_path, whole_onnx_path
 
         sizes = [size] if size else available_sizes(name)
-        if not sizes:
+        if not sizes or (name in WHOLE_EXPORTS and tile is not None):  # tiles: torch (measured on whole photos)
             return "torch"
         needed = [onnx_path(name, sizes[0], tile or DEFAULT_TILE.get(name, 512))]
         if get_spec(name).kind == MULTI_EXPOSURE:
             needed.append(synthesis_onnx_path(name, sizes[0]))
+        if name in WHOLE_EXPORTS:
+            needed.append(whole_onnx_path(name, sizes[0]))
         try:
             for path in needed:
                 check_export_current(path)

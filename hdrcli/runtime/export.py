@@ -10,6 +10,8 @@ Bracket networks with a merge head also export their reduced-resolution part (sy
 ghost gate, :func:`export_synthesis`) for any size a multiple of 16: there the FFT blocks use
 matrix-product transforms (:mod:`hdrcli.models.dft`), which export with symbolic sizes; and
 their merge head (:func:`export_head`), which ONNX Runtime runs per full-resolution tile.
+Purely convolutional single-image networks (twostage) also export for a whole photo of any
+size (:func:`export_whole`), as the torch runtime runs them.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from hdrcli.errors import HdrError
 from hdrcli.io.atomic import atomic_path
 from hdrcli.backends import get_spec
 from hdrcli.models.registry import MULTI_EXPOSURE
-from hdrcli.runtime.runner import SYNTHESIS_MULTIPLE
+from hdrcli.runtime.runner import SYNTHESIS_MULTIPLE, WHOLE_EXPORTS
 from hdrcli.weights import onnx_path, sha256_file, update_manifest
 
-__all__ = ["SYNTHESIS_EXAMPLE", "export_backend", "export_head", "export_model", "export_synthesis", "onnx_path",
-           "record_export"]
+__all__ = ["SYNTHESIS_EXAMPLE", "export_backend", "export_head", "export_model", "export_synthesis", "export_whole",
+           "onnx_path", "record_export"]
+
+WHOLE_MAX_SIDE = 16384  # the whole-photo export's largest side (photos above 2 MP are downsized to 1 MP first)
 
 
 class _NetworkPart(torch.nn.Module):
@@ -125,6 +129,15 @@ def export_head(model: torch.nn.Module, output: str | os.PathLike[str]) -> Path:
                        (plane, plane, frames, frames, None))
 
 
+def export_whole(model: torch.nn.Module, output: str | os.PathLike[str]) -> Path:
+    """Export a (folded) purely convolutional single-image network for a whole photo (1, 3, H, W),
+    H and W any sizes from 8 to WHOLE_MAX_SIDE; output (1, 3, H, W)."""
+    rows = torch.export.Dim("rows", min=8, max=WHOLE_MAX_SIDE)
+    cols = torch.export.Dim("cols", min=8, max=WHOLE_MAX_SIDE)
+    with torch.no_grad():
+        return _export(model, (torch.rand(1, 3, 96, 128),), output, ["input"], ["output"], ({2: rows, 3: cols},))
+
+
 def _export(net: torch.nn.Module, example: tuple[torch.Tensor, ...], output: str | os.PathLike[str],
             inputs: list[str], outputs: list[str], dynamic_shapes: tuple | None = None) -> Path:
     """torch.onnx.export (dynamo) of ``net`` to ``output`` (.onnx), atomically and quietly."""
@@ -158,40 +171,48 @@ def export_model(model: torch.nn.Module, kind: str, output: str | os.PathLike[st
 
 
 def export_backend(name: str, *, output: str | os.PathLike[str] | None = None, size: str | None = None,
-                   tile: int | None = None, synthesis: bool = False, head: bool = False,
+                   tile: int | None = None, synthesis: bool = False, head: bool = False, whole: bool = False,
                    overwrite: bool = False) -> list[Path]:
     """``hdr export``: the trained backend's ONNX files; returns the paths written.
 
     By default the shipped exports, recorded in weights/manifest.json: the tile graph at the
     backend's default tile and, for a bracket network with a merge head, the synthesis graph and
-    the head graph. ``tile`` / ``synthesis`` / ``head``: only that one; ``output``: one file there
-    (tile graph unless ``synthesis`` or ``head``), not recorded. Every target is checked before
-    any is written: an existing one needs ``overwrite``, and the weights read are never overwritten.
+    the head graph; for twostage the whole-photo graph. ``tile`` / ``synthesis`` / ``head`` /
+    ``whole``: only that one; ``output``: one file there (tile graph unless another is asked
+    for), not recorded. Every target is checked before any is written: an existing one needs
+    ``overwrite``, and the weights read are never overwritten.
     """
     from hdrcli.io.atomic import check_outputs
     from hdrcli.runtime.runner import DEFAULT_TILE, available_sizes
     from hdrcli.runtime.torch_runtime import load_model
-    from hdrcli.weights import head_onnx_path, manifest_path, synthesis_onnx_path, weights_path
+    from hdrcli.weights import head_onnx_path, manifest_path, synthesis_onnx_path, weights_path, whole_onnx_path
 
-    if sum((synthesis, head, tile is not None)) > 1:
-        raise HdrError("export one of --tile, --synthesis, --head (or all shipped exports without them)")
+    if sum((synthesis, head, whole, tile is not None)) > 1:
+        raise HdrError("export one of --tile, --synthesis, --head, --whole (or all shipped exports without them)")
     sizes = [size] if size else available_sizes(name)
     model, chosen = load_model(name, size)  # refuses a backend without weights before anything is written
     has_head = getattr(model, "merge_head", None) is not None
     if (synthesis or head) and not has_head:
         raise HdrError(f"'{name}' ({chosen}) has no {'synthesis' if synthesis else 'head'} graph to export: only the "
                        "bracket networks with a merge head (lite) have one")
+    if whole and name not in WHOLE_EXPORTS:
+        raise HdrError(f"'{name}' has no whole-photo graph to export: only {', '.join(WHOLE_EXPORTS)} (purely "
+                       "convolutional) has one")
     side = tile or DEFAULT_TILE.get(name, 512)
-    part_path = {"synthesis": synthesis_onnx_path(name, chosen), "head": head_onnx_path(name, chosen)}
-    parts: list[tuple[str, Path]] = []  # (part, path): "tile", "synthesis" or "head"
+    part_path = {"synthesis": synthesis_onnx_path(name, chosen), "head": head_onnx_path(name, chosen),
+                 "whole": whole_onnx_path(name, chosen)}
+    asked = "synthesis" if synthesis else "head" if head else "whole" if whole else None
+    parts: list[tuple[str, Path]] = []  # (part, path): "tile", "synthesis", "head" or "whole"
     if output is not None:
-        parts.append(("synthesis" if synthesis else "head" if head else "tile", Path(output)))
-    elif synthesis or head:
-        parts.append(("synthesis", part_path["synthesis"]) if synthesis else ("head", part_path["head"]))
+        parts.append((asked or "tile", Path(output)))
+    elif asked:
+        parts.append((asked, part_path[asked]))
     else:
         parts.append(("tile", onnx_path(name, chosen, side)))
         if tile is None and has_head:
             parts += [("synthesis", part_path["synthesis"]), ("head", part_path["head"])]
+        if tile is None and name in WHOLE_EXPORTS:
+            parts.append(("whole", part_path["whole"]))
     check_outputs([p for _, p in parts], [*(weights_path(name, s) for s in sizes), manifest_path()], overwrite)
     written = []
     for part, path in parts:
@@ -199,6 +220,8 @@ def export_backend(name: str, *, output: str | os.PathLike[str] | None = None, s
             written.append(export_synthesis(model, path))
         elif part == "head":
             written.append(export_head(model, path))
+        elif part == "whole":
+            written.append(export_whole(model, path))
         else:
             written.append(export_model(model, get_spec(name).kind, path, side))
         if output is None:
@@ -211,13 +234,14 @@ _EXPORT_STATUS = {
     "synthesis": "ONNX export of the synthesis and ghost gate of the weights above (DO-Conv folded, 3 frames, "
                  "sides any multiples of 16, FFTs as matrix products)",
     "head": "ONNX export of the merge head of the weights above (3 frames, middle reference, any size)",
+    "whole": "ONNX export of the weights above for a whole photo of any size (purely convolutional)",
 }
 
 
 def record_export(name: str, size: str, tile: int | None, path: Path, part: str = "tile") -> None:
     """Add an ONNX file to weights/manifest.json (sha256, source weights, tile, command); ``part``:
-    "tile" (the whole network on ``tile``-pixel tiles), "synthesis" (:func:`export_synthesis`) or
-    "head" (:func:`export_head`), both with ``tile`` None."""
+    "tile" (the whole network on ``tile``-pixel tiles), "synthesis" (:func:`export_synthesis`),
+    "head" (:func:`export_head`) or "whole" (:func:`export_whole`), the last three with ``tile`` None."""
     import shlex
     import sys
 

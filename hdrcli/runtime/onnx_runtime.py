@@ -4,6 +4,8 @@ Exports (``hdr export``): the whole network for static square tiles, and for bra
 with a merge head the reduced-resolution part (synthesis and ghost gate, any size a multiple of
 16) and the merge head (any size). A 3-frame bracket above 1 MP runs on the last two as on
 torch (:class:`hdrcli.runtime.runner.TiledRunner`), without importing torch (1.0-1.3 s).
+twostage has a whole-photo export (any size) and expands photos as torch does (whole up to
+2 MP, larger ones downsized to 1 MP), without torch.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import numpy as np
 from hdrcli.backends import get_spec
 from hdrcli.errors import HdrError
 from hdrcli.log import info
-from hdrcli.runtime.runner import DEFAULT_OVERLAP, DEFAULT_TILE, TiledRunner, available_sizes
+from hdrcli.runtime.runner import DEFAULT_OVERLAP, DEFAULT_TILE, WHOLE_IMAGE_PIXELS, TiledRunner, available_sizes
 
 
-def make_session(path: Path, device: str = "auto", once: bool = False):
+def make_session(path: Path, device: str = "auto", once: bool = False, layout: bool = True):
     """An InferenceSession on CUDA if asked/available and working, else CPU; returns (session, provider).
 
     ``once``: a graph run once per photo, at a size of its own (the synthesis export): no memory
     pattern, which ONNX Runtime plans for repeated shapes (tunet at 512 x 384: peak 1.5 GB with it,
-    0.8 GB without, and 20% faster)."""
+    0.8 GB without, and 20% faster). ``layout`` False: graph optimisations up to "extended", without
+    the CPU layout transformations (blocked NCHWc), which on twostage's whole-photo graph cost
+    4.4-4.9 s and 1.93 GB against 1.6-1.8 s and 1.19 GB at 1024 x 768."""
     import onnxruntime as ort
 
     from hdrcli.runtime.runner import nvidia_device_present
@@ -34,8 +38,12 @@ def make_session(path: Path, device: str = "auto", once: bool = False):
     # hdrcli's thread count (--threads, or a batch job's share), not ORT's default of every core.
     options.intra_op_num_threads = current()
     options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if layout
+                                        else ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
     options.enable_mem_pattern = not once
+    # The whole-photo graph runs once per photo: its buffers go back when the run ends, not to an
+    # arena that would hold them through the composition (12 MP `hdr expand`: 3.1 GB peak with it).
+    options.enable_cpu_mem_arena = layout
     wanted = []
     if device in ("auto", "cuda") and nvidia_device_present() and "CUDAExecutionProvider" in ort.get_available_providers():
         wanted.append("CUDAExecutionProvider")  # without its CUDA libraries it falls back to the CPU (below)
@@ -73,6 +81,7 @@ class OnnxRunner(TiledRunner):
             onnx_path,
             synthesis_onnx_path,
             verify_shipped,
+            whole_onnx_path,
         )
 
         self.name, self.spec = name, get_spec(name)
@@ -96,7 +105,12 @@ class OnnxRunner(TiledRunner):
         self.stack_steps = None
         self.synthesis_path, self._synthesis = None, None
         self.head_path, self._head_session, self._head_model = None, None, None
+        self.whole_path, self._whole = None, None
         self.size_of_path = next((s for s in sizes if onnx_path(name, s, self.tile) == self.path), None)
+        whole = whole_onnx_path(name, self.size_of_path) if self.size_of_path else None
+        if tile is None and whole is not None and whole.is_file():  # as torch: the whole photo, no tiles
+            self.whole_path = check_export_current(whole)
+            self.whole_image_pixels = WHOLE_IMAGE_PIXELS
         synthesis = synthesis_onnx_path(name, self.size_of_path) if self.size_of_path else None
         if name == "stack":
             from hdrcli.runtime.torch_runtime import load_model
@@ -130,6 +144,13 @@ class OnnxRunner(TiledRunner):
             self._head_session, provider = make_session(self.head_path, self.device)
             info(f"ONNX Runtime: {self.head_path.name} on {provider}")
         return self._head_session
+
+    def _open_whole(self):
+        """The whole-photo export's session (twostage), opened when first needed."""
+        if self._whole is None:
+            self._whole, provider = make_session(self.whole_path, self.device, once=True, layout=False)
+            info(f"ONNX Runtime: {self.whole_path.name} on {provider}")
+        return self._whole
 
     def _padded(self, x: np.ndarray) -> np.ndarray:
         """A tile padded to the export's static shape (edge tiles of images smaller than the tile)."""
@@ -194,6 +215,8 @@ class OnnxRunner(TiledRunner):
     def _forward(self, x: np.ndarray, reference: int | None = None, maps: bool = False,
                  codes: np.ndarray | None = None) -> np.ndarray:
         h, w = x.shape[-2:]
+        if self.whole_path is not None:  # any size: no padding
+            return self._open_whole().run(None, {"input": np.ascontiguousarray(x, np.float32)})[0]
         session = self._open_tiles()
         feeds = {"input": self._padded(x)}
         if "codes" in self.inputs:  # exports with a merge head weigh the frames as recorded

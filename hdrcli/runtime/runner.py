@@ -52,6 +52,10 @@ SYNTHESIS_PIXELS = 200_000
 # The reduced bracket's sides are multiples of this: the FFT blocks' transforms of prime
 # sides (577 x 433, a 1.5 MP photo's 0.25 MP copy) took 1.7x as long as of 576 x 432.
 SYNTHESIS_MULTIPLE = 16
+# Single-image networks without global operations (pure convolutions) also export for a whole
+# photo of any size (`hdr export --whole`), which ONNX Runtime runs as torch does (whole up to
+# WHOLE_IMAGE_PIXELS, larger photos downsized): twostage. (stack: instance norms and a torch synthesis.)
+WHOLE_EXPORTS = ("twostage",)
 HEAD_TILE, HEAD_OVERLAP, HEAD_MARGIN = 256, 8, 4  # 256: the 5x5 means stay in cache (512: +25%, 1024: 4x)
 
 
