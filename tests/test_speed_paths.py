@@ -201,6 +201,28 @@ def test_runtime_auto_picks_a_runner():
     assert type(runner).__name__ == {"torch": "TorchRunner", "onnx": "OnnxRunner"}[auto_runtime("lffnet")]
 
 
+def test_twostage_auto_runs_the_whole_photo_export_and_hands_mid_size_photos_to_torch(monkeypatch):
+    """`hdr expand -b twostage` under auto: ONNX Runtime's whole-photo export (no tiles, no torch);
+    photos run whole above ONNX_WHOLE_PIXELS (twice torch's memory there) go to torch. Both agree."""
+    from hdrcli.runtime import auto_runtime, make_runner, onnx_runtime
+
+    if auto_runtime("twostage") != "onnx":
+        pytest.skip("twostage's whole-photo export is not current")
+    rng = np.random.default_rng(0)
+    photo = np.clip(rng.random((96, 128, 3)) * 1.3, 0, 1).astype(np.float32)
+    runner = make_runner("twostage", "auto", device="cpu")
+    assert type(runner).__name__ == "OnnxRunner" and runner.whole_path is not None
+    small = runner.predict(photo)
+    assert runner._torch is None
+    monkeypatch.setattr(onnx_runtime, "ONNX_WHOLE_PIXELS", 96 * 128 - 1)
+    handed = runner.predict(photo)
+    assert runner._torch is not None
+    np.testing.assert_allclose(handed, small, rtol=2e-3, atol=2e-4)
+    explicit = make_runner("twostage", "onnx", device="cpu")  # no fallback: ONNX Runtime whatever the size
+    explicit.predict(photo)
+    assert explicit._torch is None
+
+
 @pytest.mark.parametrize("backend,files,kwargs,message", [
     ("lffnet", 1, {}, "at least 2 frames"),
     ("lffnet", 3, {"reference": "3"}, "out of range"),

@@ -21,7 +21,7 @@ RUNTIMES = ("torch", "onnx")
 # with 12-48 channels; 1.5-2.3 s of network against 1.0 s) and takes 1.0 GB against 0.6 GB.
 # twostage runs its whole-photo export (session 27, `hdr expand` of a 1024 x 768 photo: 3.1-3.3 s
 # against 5.4-6.1 s on torch; 12 MP 12.0-12.3 s against 13.4-15.7 s); with an explicit --tile,
-# torch. stack stays on torch (its tile export: 1.7x slower, and its synthesis runs in torch).
+# and for photos of 1.1-2 MP (OnnxRunner.predict: memory), torch. stack stays on torch (its tile export: 1.7x slower, and its synthesis runs in torch).
 FASTER_RUNTIME = {"lffnet": "onnx", "dfgnet": "onnx", "tunet": "torch", "twostage": "onnx", "stack": "torch"}
 
 

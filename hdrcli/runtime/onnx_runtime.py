@@ -17,7 +17,14 @@ import numpy as np
 from hdrcli.backends import get_spec
 from hdrcli.errors import HdrError
 from hdrcli.log import info
-from hdrcli.runtime.runner import DEFAULT_OVERLAP, DEFAULT_TILE, WHOLE_IMAGE_PIXELS, TiledRunner, available_sizes
+from hdrcli.runtime.runner import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    ONNX_WHOLE_PIXELS,
+    WHOLE_IMAGE_PIXELS,
+    TiledRunner,
+    available_sizes,
+)
 
 
 def make_session(path: Path, device: str = "auto", once: bool = False, layout: bool = True):
@@ -177,16 +184,29 @@ class OnnxRunner(TiledRunner):
         taken = self.takes(n, n // 2 if reference is None else reference)
         reduced = self._reduces(*frames[0].shape[:2])
         if self.fallback_device and not (taken and reduced):
-            if self._torch is None:
-                from hdrcli.runtime.torch_runtime import TorchRunner
-
-                self._torch = TorchRunner(self.name, size=self.size, device=self.fallback_device, tile=self.tile_option)
-                info(f"{self.name} runs this bracket on torch (ONNX Runtime: 3 frames, middle reference, above 1 MP)")
-            return self._torch.fuse(frames, exposures, *args, reference=reference, maps=maps, **kwargs)
+            return self._torch_runner("3 frames, middle reference, above 1 MP").fuse(
+                frames, exposures, *args, reference=reference, maps=maps, **kwargs)
         if maps and not reduced:  # the tile export has no weight maps; the merge head (above 1 MP) has
             raise HdrError(f"the ONNX tile export of '{self.name}' gives no weight maps (photos up to 1 MP): "
                            "use --runtime torch (or auto)")
         return super().fuse(frames, exposures, *args, reference=reference, maps=maps, **kwargs)
+
+    def predict(self, image: np.ndarray, progress=None) -> np.ndarray:
+        """As :meth:`TiledRunner.predict`; with a torch fallback (``--runtime auto``), photos run whole
+        above ONNX_WHOLE_PIXELS go to torch (ONNX Runtime's whole run takes twice its memory)."""
+        h, w = np.shape(image)[:2]
+        if self.fallback_device and self.whole_path is not None and ONNX_WHOLE_PIXELS < h * w <= self.whole_image_pixels:
+            return self._torch_runner("photos of 1.1-2 MP").predict(image, progress)
+        return super().predict(image, progress)
+
+    def _torch_runner(self, what: str):
+        """The torch runner for what the ONNX exports do not take (made when first needed)."""
+        if self._torch is None:
+            from hdrcli.runtime.torch_runtime import TorchRunner
+
+            self._torch = TorchRunner(self.name, size=self.size, device=self.fallback_device, tile=self.tile_option)
+            info(f"{self.name} runs on torch here (ONNX Runtime: {what})")
+        return self._torch
 
     def _reduces(self, height: int, width: int) -> bool:
         """Whether a photo of this size takes the reduced-synthesis path (where, on a CPU, ONNX

@@ -56,6 +56,10 @@ SYNTHESIS_MULTIPLE = 16
 # photo of any size (`hdr export --whole`), which ONNX Runtime runs as torch does (whole up to
 # WHOLE_IMAGE_PIXELS, larger photos downsized): twostage. (stack: instance norms and a torch synthesis.)
 WHOLE_EXPORTS = ("twostage",)
+# ONNX Runtime holds about twice torch's memory for a whole photo (2 MP: 3.06 GB against 1.84 GB
+# for `hdr expand`), so under `--runtime auto` photos from this size up to WHOLE_IMAGE_PIXELS (run
+# whole) go to torch; smaller ones and larger ones (downsized to LARGE_PHOTO_PREDICTION) stay.
+ONNX_WHOLE_PIXELS = 1_100_000
 HEAD_TILE, HEAD_OVERLAP, HEAD_MARGIN = 256, 8, 4  # 256: the 5x5 means stay in cache (512: +25%, 1024: 4x)
 
 
