@@ -676,16 +676,16 @@ def info_cmd(
 @app.command("export")
 def export_cmd(
     backend: Annotated[str, typer.Option("--backend", "-b", help="Learned backend with trained weights.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="One ONNX file (default: weights/NAME-SIZE-tTILE.onnx and, for bracket networks, weights/NAME-SIZE-synthesis.onnx and weights/NAME-SIZE-head.onnx; for twostage weights/NAME-SIZE-whole.onnx).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="One ONNX file (default: weights/NAME-SIZE-tTILE.onnx and, for bracket networks, weights/NAME-SIZE-synthesis.onnx and weights/NAME-SIZE-head.onnx; for twostage and stack weights/NAME-SIZE-whole.onnx).")] = None,
     size: Annotated[Optional[str], typer.Option("--size", help="Weights size (lite, paper).")] = None,
     tile: Annotated[Optional[int], typer.Option(callback=_check_tile, help="Static input tile side (default per backend; FFT blocks need a fixed shape in ONNX Runtime).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help="Replace an existing file.")] = False,
     synthesis: Annotated[bool, typer.Option("--synthesis", help="Export a bracket network's synthesis and ghost gate for any size (the reduced-resolution part of large photos) instead of tiles.")] = False,
     head: Annotated[bool, typer.Option("--head", help="Export a bracket network's merge head for any size (run per full-resolution tile of large photos) instead of tiles.")] = False,
-    whole: Annotated[bool, typer.Option("--whole", help="Export twostage for a whole photo of any size (purely convolutional) instead of tiles.")] = False,
+    whole: Annotated[bool, typer.Option("--whole", help="Export a single-image backend for a whole photo of any size (twostage; stack: its exposure stack) instead of tiles.")] = False,
 ) -> None:
     """Export a trained backend to ONNX (DO-Conv folded): its tile graph and, for the bracket
-    networks, its synthesis and merge head graphs, for twostage its whole-photo graph (default),
+    networks, its synthesis and merge head graphs, for twostage and stack the whole-photo graph (default),
     or the one asked for (--tile, --synthesis, --head, --whole, -o)."""
     from hdrcli.runtime.export import export_backend
 

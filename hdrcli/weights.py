@@ -68,8 +68,8 @@ def head_onnx_path(name: str, size: str) -> Path:
 
 
 def whole_onnx_path(name: str, size: str) -> Path:
-    """Shipped ONNX export of a single-image network for a whole photo of any size (purely
-    convolutional networks only: twostage): ``weights/<name>-<size>-whole.onnx``."""
+    """Shipped ONNX export of a single-image network for a whole photo of any size (twostage; the
+    stack model's exposure stack): ``weights/<name>-<size>-whole.onnx``."""
     return weights_dir() / f"{name}-{size}-whole.onnx"
 
 

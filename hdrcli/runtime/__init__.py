@@ -19,10 +19,11 @@ RUNTIMES = ("torch", "onnx")
 # alone takes 1.0-1.3 s): lffnet 1.6 s end to end against 2.6 s on torch, dfgnet 1.5 s against
 # 2.6 s. tunet stays on torch: ONNX Runtime's first run of its synthesis is slow (convolutions
 # with 12-48 channels; 1.5-2.3 s of network against 1.0 s) and takes 1.0 GB against 0.6 GB.
-# twostage runs its whole-photo export (session 27, `hdr expand` of a 1024 x 768 photo: 3.1-3.3 s
-# against 5.4-6.1 s on torch; 12 MP 12.0-12.3 s against 13.4-15.7 s); with an explicit --tile,
-# and for photos of 1.1-2 MP (OnnxRunner.predict: memory), torch. stack stays on torch (its tile export: 1.7x slower, and its synthesis runs in torch).
-FASTER_RUNTIME = {"lffnet": "onnx", "dfgnet": "onnx", "tunet": "torch", "twostage": "onnx", "stack": "torch"}
+# The single-image backends run their whole-photo exports (session 27, `hdr expand` of a 1024 x 768
+# photo: twostage 3.1-3.3 s against 5.4-6.1 s on torch, stack 6.4-6.9 s against 8.7-9.4 s; 12 MP
+# twostage 12.0-12.3 s against 13.4-15.7 s, stack 15.5 s against 21.3 s; the stack's synthesis runs
+# in torch); with an explicit --tile, and for photos of 1.1-2 MP (OnnxRunner.predict: memory), torch.
+FASTER_RUNTIME = {"lffnet": "onnx", "dfgnet": "onnx", "tunet": "torch", "twostage": "onnx", "stack": "onnx"}
 
 
 def auto_runtime(name: str, size: str | None = None, tile: int | None = None) -> str:

@@ -10,8 +10,9 @@ Bracket networks with a merge head also export their reduced-resolution part (sy
 ghost gate, :func:`export_synthesis`) for any size a multiple of 16: there the FFT blocks use
 matrix-product transforms (:mod:`hdrcli.models.dft`), which export with symbolic sizes; and
 their merge head (:func:`export_head`), which ONNX Runtime runs per full-resolution tile.
-Purely convolutional single-image networks (twostage) also export for a whole photo of any
-size (:func:`export_whole`), as the torch runtime runs them.
+The single-image networks also export for a whole photo of any size (:func:`export_whole`;
+the stack model's exposure stack, traced without its shape-dependent padding: the runtime pads),
+as the torch runtime runs them.
 """
 
 from __future__ import annotations
@@ -130,12 +131,14 @@ def export_head(model: torch.nn.Module, output: str | os.PathLike[str]) -> Path:
 
 
 def export_whole(model: torch.nn.Module, output: str | os.PathLike[str]) -> Path:
-    """Export a (folded) purely convolutional single-image network for a whole photo (1, 3, H, W),
-    H and W any sizes from 8 to WHOLE_MAX_SIDE; output (1, 3, H, W)."""
+    """Export a (folded) single-image network for a whole photo (1, 3, H, W), H and W any sizes from
+    8 to WHOLE_MAX_SIDE; output (1, 3, H, W), or for the stack model its exposure stack
+    (1, frames, 3, H, W)."""
     rows = torch.export.Dim("rows", min=8, max=WHOLE_MAX_SIDE)
     cols = torch.export.Dim("cols", min=8, max=WHOLE_MAX_SIDE)
+    net = _NetworkPart(model) if hasattr(model, "network_forward") else model
     with torch.no_grad():
-        return _export(model, (torch.rand(1, 3, 96, 128),), output, ["input"], ["output"], ({2: rows, 3: cols},))
+        return _export(net, (torch.rand(1, 3, 96, 128),), output, ["input"], ["output"], ({2: rows, 3: cols},))
 
 
 def _export(net: torch.nn.Module, example: tuple[torch.Tensor, ...], output: str | os.PathLike[str],
@@ -177,7 +180,7 @@ def export_backend(name: str, *, output: str | os.PathLike[str] | None = None, s
 
     By default the shipped exports, recorded in weights/manifest.json: the tile graph at the
     backend's default tile and, for a bracket network with a merge head, the synthesis graph and
-    the head graph; for twostage the whole-photo graph. ``tile`` / ``synthesis`` / ``head`` /
+    the head graph; for twostage and stack the whole-photo graph. ``tile`` / ``synthesis`` / ``head`` /
     ``whole``: only that one; ``output``: one file there (tile graph unless another is asked
     for), not recorded. Every target is checked before any is written: an existing one needs
     ``overwrite``, and the weights read are never overwritten.
@@ -196,8 +199,7 @@ def export_backend(name: str, *, output: str | os.PathLike[str] | None = None, s
         raise HdrError(f"'{name}' ({chosen}) has no {'synthesis' if synthesis else 'head'} graph to export: only the "
                        "bracket networks with a merge head (lite) have one")
     if whole and name not in WHOLE_EXPORTS:
-        raise HdrError(f"'{name}' has no whole-photo graph to export: only {', '.join(WHOLE_EXPORTS)} (purely "
-                       "convolutional) has one")
+        raise HdrError(f"'{name}' has no whole-photo graph to export: only {', '.join(WHOLE_EXPORTS)} have one")
     side = tile or DEFAULT_TILE.get(name, 512)
     part_path = {"synthesis": synthesis_onnx_path(name, chosen), "head": head_onnx_path(name, chosen),
                  "whole": whole_onnx_path(name, chosen)}
@@ -234,7 +236,7 @@ _EXPORT_STATUS = {
     "synthesis": "ONNX export of the synthesis and ghost gate of the weights above (DO-Conv folded, 3 frames, "
                  "sides any multiples of 16, FFTs as matrix products)",
     "head": "ONNX export of the merge head of the weights above (3 frames, middle reference, any size)",
-    "whole": "ONNX export of the weights above for a whole photo of any size (purely convolutional)",
+    "whole": "ONNX export of the weights above for a whole photo of any size",
 }
 
 

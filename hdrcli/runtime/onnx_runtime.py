@@ -119,10 +119,13 @@ class OnnxRunner(TiledRunner):
             self.whole_path = check_export_current(whole)
             self.whole_image_pixels = WHOLE_IMAGE_PIXELS
         synthesis = synthesis_onnx_path(name, self.size_of_path) if self.size_of_path else None
+        self.whole_multiple = 1  # the whole-photo export's sides must be multiples of this
         if name == "stack":
             from hdrcli.runtime.torch_runtime import load_model
 
-            self.stack_steps = load_model(name, size)[0].steps
+            stack_model = load_model(name, size)[0]
+            # Its export is traced without the model's own padding to a multiple (shape-dependent).
+            self.stack_steps, self.whole_multiple = stack_model.steps, stack_model.multiple
         elif reduced_synthesis and synthesis is not None and synthesis.is_file():  # above 1 MP, as torch
             self.synthesis_path = check_export_current(synthesis)  # verified now, opened when first needed
             head = head_onnx_path(name, self.size_of_path)
@@ -235,13 +238,26 @@ class OnnxRunner(TiledRunner):
     def _forward(self, x: np.ndarray, reference: int | None = None, maps: bool = False,
                  codes: np.ndarray | None = None) -> np.ndarray:
         h, w = x.shape[-2:]
-        if self.whole_path is not None:  # any size: no padding
-            return self._open_whole().run(None, {"input": np.ascontiguousarray(x, np.float32)})[0]
-        session = self._open_tiles()
-        feeds = {"input": self._padded(x)}
-        if "codes" in self.inputs:  # exports with a merge head weigh the frames as recorded
-            feeds["codes"] = self._padded(x[:, :, :3] if codes is None else codes)
-        out = session.run(None, feeds)[0]
+        if self.whole_path is not None:  # any size, padded as the model pads itself
+            out = self._open_whole().run(None, {"input": _pad_to_multiple(x, self.whole_multiple)})[0]
+        else:
+            session = self._open_tiles()
+            feeds = {"input": self._padded(x)}
+            if "codes" in self.inputs:  # exports with a merge head weigh the frames as recorded
+                feeds["codes"] = self._padded(x[:, :, :3] if codes is None else codes)
+            out = session.run(None, feeds)[0]
         if self.name == "stack":
             out = out.reshape(out.shape[0], -1, *out.shape[-2:])
         return out[..., :h, :w]
+
+
+def _pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
+    """(..., H, W) padded at the bottom and right to multiples of ``multiple`` as
+    :func:`hdrcli.models.blocks.pad_to_multiple` pads (mirrored, or repeated where the image is
+    narrower than the padding), float32 contiguous."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if (ph < h and pw < w) else "edge"
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)], mode=mode)
+    return np.ascontiguousarray(x, np.float32)

@@ -52,10 +52,10 @@ SYNTHESIS_PIXELS = 200_000
 # The reduced bracket's sides are multiples of this: the FFT blocks' transforms of prime
 # sides (577 x 433, a 1.5 MP photo's 0.25 MP copy) took 1.7x as long as of 576 x 432.
 SYNTHESIS_MULTIPLE = 16
-# Single-image networks without global operations (pure convolutions) also export for a whole
-# photo of any size (`hdr export --whole`), which ONNX Runtime runs as torch does (whole up to
-# WHOLE_IMAGE_PIXELS, larger photos downsized): twostage. (stack: instance norms and a torch synthesis.)
-WHOLE_EXPORTS = ("twostage",)
+# Single-image networks also export for a whole photo of any size (`hdr export --whole`), which
+# ONNX Runtime runs as torch does (whole up to WHOLE_IMAGE_PIXELS, larger photos downsized):
+# twostage, and the stack model's network (its exposure stack; the synthesis runs in torch).
+WHOLE_EXPORTS = ("twostage", "stack")
 # ONNX Runtime holds about twice torch's memory for a whole photo (2 MP: 3.06 GB against 1.84 GB
 # for `hdr expand`), so under `--runtime auto` photos from this size up to WHOLE_IMAGE_PIXELS (run
 # whole) go to torch; smaller ones and larger ones (downsized to LARGE_PHOTO_PREDICTION) stay.
