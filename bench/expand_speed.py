@@ -1,12 +1,13 @@
 """Speed of ``hdr expand``'s two single-image backends on the same real photos, in one run.
 
-    python bench/expand_speed.py [--rounds 2] [--threads 0]
+    python bench/expand_speed.py [--rounds 2] [--threads 0] [--runtimes torch,onnx]
 
-For each photo of ../shared/data/single (1024x768), twostage and stack run in turns
-(torch, CPU, whole image, as ``hdr expand`` runs them): the seconds of the network and
-the composition (:meth:`TorchRunner.expand_photo`), no file I/O; the best of ``--rounds``
-per photo. Printed: mean seconds per backend and the stack / twostage ratio (the issue's
-bound: stack at most 4x twostage).
+For each photo of ../shared/data/single (1024x768), twostage and stack run in turns on each
+runtime (CPU, whole image, as ``hdr expand`` runs them; ONNX Runtime: the whole-photo
+exports): the seconds of the network and the composition (``expand_photo``), no file I/O,
+no imports or session start-up (the first round opens them); the best of ``--rounds`` per
+photo. Printed: mean seconds per backend and runtime and the stack / twostage ratio (the
+issue's bound: stack at most 4x twostage).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import numpy as np
 
 from hdrcli.io.frames import read_frame
-from hdrcli.runtime import TorchRunner
+from hdrcli.runtime import make_runner
 from hdrcli.training.camera import SHARED_DATA
 
 
@@ -25,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--runtimes", default="torch", help="comma-separated: torch, onnx")
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -33,7 +35,8 @@ def main() -> None:
     photos = sorted((SHARED_DATA / "single").glob("img_*.png"))
     if not photos:
         raise SystemExit(f"no photos under {SHARED_DATA / 'single'}")
-    runners = {name: TorchRunner(name) for name in ("twostage", "stack")}
+    runners = {f"{name}@{runtime}": make_runner(name, runtime, device="cpu")
+               for runtime in args.runtimes.split(",") for name in ("twostage", "stack")}
     best: dict[str, list[float]] = {name: [] for name in runners}
     for path in photos:
         image = read_frame(path).pixels
@@ -48,8 +51,9 @@ def main() -> None:
         print(f"{path.name} {image.shape[1]}x{image.shape[0]}: "
               + ", ".join(f"{n} {min(t):.2f} s" for n, t in times.items()), flush=True)
     mean = {name: float(np.mean(t)) for name, t in best.items()}
-    print(f"mean: twostage {mean['twostage']:.2f} s, stack {mean['stack']:.2f} s, "
-          f"stack / twostage {mean['stack'] / mean['twostage']:.2f}x")
+    for runtime in args.runtimes.split(","):
+        two, stack = mean[f"twostage@{runtime}"], mean[f"stack@{runtime}"]
+        print(f"mean ({runtime}): twostage {two:.2f} s, stack {stack:.2f} s, stack / twostage {stack / two:.2f}x")
 
 
 if __name__ == "__main__":
