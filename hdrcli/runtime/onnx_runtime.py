@@ -4,8 +4,9 @@ Exports (``hdr export``): the whole network for static square tiles, and for bra
 with a merge head the reduced-resolution part (synthesis and ghost gate, any size a multiple of
 16) and the merge head (any size). A 3-frame bracket above 1 MP runs on the last two as on
 torch (:class:`hdrcli.runtime.runner.TiledRunner`), without importing torch (1.0-1.3 s).
-twostage has a whole-photo export (any size) and expands photos as torch does (whole up to
-2 MP, larger ones downsized to 1 MP), without torch.
+The single-image backends have whole-photo exports (any size; the stack model's exposure stack,
+whose synthesis runs in torch) and expand photos as torch does (whole up to 2 MP, larger ones
+downsized to 1 MP); twostage without torch.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ def make_session(path: Path, device: str = "auto", once: bool = False, layout: b
 
     ``once``: a graph run once per photo, at a size of its own (the synthesis export): no memory
     pattern, which ONNX Runtime plans for repeated shapes (tunet at 512 x 384: peak 1.5 GB with it,
-    0.8 GB without, and 20% faster). ``layout`` False: graph optimisations up to "extended", without
-    the CPU layout transformations (blocked NCHWc), which on twostage's whole-photo graph cost
-    4.4-4.9 s and 1.93 GB against 1.6-1.8 s and 1.19 GB at 1024 x 768."""
+    0.8 GB without, and 20% faster). ``layout`` False (the whole-photo exports): graph optimisations
+    up to "extended", without the CPU layout transformations (blocked NCHWc), which on twostage's
+    graph cost 4.4-4.9 s and 1.93 GB against 1.6-1.8 s and 1.19 GB at 1024 x 768, and no memory
+    arena (below)."""
     import onnxruntime as ort
 
     from hdrcli.runtime.runner import nvidia_device_present
