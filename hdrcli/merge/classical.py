@@ -185,7 +185,8 @@ def run_bands(work: Callable[[int, int], None], height: int, width: int, threads
             pass
 
 
-def _frame_rows(images, warps, i: int, y0: int, y1: int) -> np.ndarray:
+def frame_rows(images, warps, i: int, y0: int, y1: int) -> np.ndarray:
+    """Rows y0:y1 of frame ``i`` aligned by its warp (None: as recorded), without a full-size copy."""
     if warps is None or warps[i] is None:
         return images[i][y0:y1]
     from hdrcli.align import warp_frame  # alignment is the layer below: frames are warped band by band
@@ -227,7 +228,7 @@ def merge_debevec(
         acc = np.zeros((y1 - y0, w, 3), np.float32)
         weight_sum = np.zeros((y1 - y0, w, 1), np.float32)
         for i in range(len(images)):
-            z = _frame_rows(images, warps, i, y0, y1)
+            z = frame_rows(images, warps, i, y0, y1)
             index = levels(z)
             wt = debevec_weight(z, i, times, guard) if weight_tables is None else weight_from_levels(
                 index, weight_tables[i])
@@ -261,7 +262,7 @@ def merge_robertson(
         acc = np.zeros((y1 - y0, w, 3), np.float32)
         weight_sum = np.zeros((y1 - y0, w, 1 if guard else 3), np.float32)
         for i, t in enumerate(times):
-            z = _frame_rows(images, warps, i, y0, y1)
+            z = frame_rows(images, warps, i, y0, y1)
             wt = weight_from_levels(levels(z), tables[i]) if guard else _gaussian(z)
             acc += np.float32(t) * wt * _inverse_response(z, response)
             weight_sum += np.float32(t * t) * wt

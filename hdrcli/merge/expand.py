@@ -338,7 +338,7 @@ def _reconstructed_near(linear: np.ndarray, display: np.ndarray, near: np.ndarra
     """:func:`reconstruct_clipped`'s values (K, 3) of the K ``near`` pixels (a channel above
     ``tau``), in raster order; None when there is no colour to borrow. Only 1-channel planes
     are made at full size."""
-    anchors = _colour_anchors(linear, display, near)
+    anchors = _bright(linear, channel_max(display)) & ~near
     if colour_baseline is None and anchors.sum() < 16:  # no colour to borrow
         return None
     lin_near = linear[near]
@@ -375,9 +375,17 @@ def _index_in(mask: np.ndarray) -> np.ndarray:
     return index
 
 
-def _colour_anchors(linear: np.ndarray, display: np.ndarray, near: np.ndarray) -> np.ndarray:
-    """(H, W) bool: bright, unclipped, not black pixels, whose colour the clipped ones borrow."""
-    return ~near & (channel_max(display) >= BAND_LOW) & (channel_min(linear) > 1e-4)
+def _bright(linear: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """(H, W) bool: bright (brightest display-referred channel ``top`` from BAND_LOW) and not black in
+    any channel: the pixels whose colour the clipped ones borrow and on which a prediction is scaled
+    (those not near clipping)."""
+    return (top >= BAND_LOW) & (channel_min(linear) > 1e-4)
+
+
+def _luminance(rgb: np.ndarray, slope: float = 1.0) -> np.ndarray:
+    """(...,) Rec. 709 luminance of (..., 3) values (negatives as 0), at least _EPS, to the power ``slope``."""
+    y = np.maximum(np.maximum(rgb, 0.0) @ _LUMA, _EPS)
+    return y if slope == 1.0 else np.exp(slope * np.log(y))
 
 
 def _log_chromaticity(log_linear: np.ndarray) -> np.ndarray:
@@ -531,13 +539,13 @@ class ImageStatistics:
     log_ratio: np.ndarray | None
 
 
-def image_statistics(lin: np.ndarray, display: np.ndarray, top: np.ndarray, alpha: np.ndarray,
+def image_statistics(lin: np.ndarray, top: np.ndarray, alpha: np.ndarray,
                      prediction: np.ndarray | None) -> ImageStatistics:
-    """:class:`ImageStatistics` of a photo: ``lin`` linearised (H, W, 3), ``display`` its
-    display-referred values, ``top`` their brightest channel (H, W), ``alpha`` the highlight blend
-    weight (:func:`highlight_alpha`), ``prediction`` (H, W, 3) or None. Reads only the anchor pixels."""
-    bright = (top >= BAND_LOW) & (channel_min(lin) > 1e-4)
-    colour_anchors = bright & (top <= CLIP_TAU)  # == _colour_anchors: not near clipping
+    """:class:`ImageStatistics` of a photo: ``lin`` linearised (H, W, 3), ``top`` the brightest
+    display-referred channel (H, W), ``alpha`` the highlight blend weight (:func:`highlight_alpha`),
+    ``prediction`` (H, W, 3) or None. Reads only the anchor pixels."""
+    bright = _bright(lin, top)
+    colour_anchors = bright & (top <= CLIP_TAU)  # as the channel reconstruction's: not near clipping
     colour = None
     if colour_anchors.sum() >= 16:
         colour = np.median(_log_chromaticity(np.log(np.maximum(lin[colour_anchors], _EPS))), axis=0)
@@ -545,8 +553,7 @@ def image_statistics(lin: np.ndarray, display: np.ndarray, top: np.ndarray, alph
     anchors = bright & (alpha <= 0)
     if prediction is not None and anchors.any():
         # On these pixels the channel reconstruction changes nothing (they are not near clipping).
-        y_lin = np.maximum(lin[anchors] @ _LUMA, _EPS)
-        y_pred = np.maximum(np.maximum(prediction[anchors], 0.0) @ _LUMA, _EPS)
+        y_lin, y_pred = _luminance(lin[anchors]), _luminance(prediction[anchors])
         slope = contrast_slope(y_lin, y_pred, np.ones(y_lin.shape, bool))
         if y_lin.size >= 16:  # as border_scale computes it
             log_ratio = np.median(np.log(y_lin) - np.log(np.maximum(np.exp(slope * np.log(y_pred)), _EPS)),
@@ -608,13 +615,12 @@ def _expand_region(out: np.ndarray, lin: np.ndarray, display: np.ndarray, top: n
     else:
         # Brightness from the prediction, colour from the photo: a luminance gain, so a
         # network's colour errors (casts, tinted outlines) cannot reach the output.
-        y_lin = np.maximum(base @ _LUMA, _EPS)
-        y_pred = np.exp(stats.slope * np.log(np.maximum(np.maximum(prediction[at], 0.0) @ _LUMA, _EPS)))
+        y_lin = _luminance(base)
+        y_pred = _luminance(prediction[at], stats.slope)
         if stats.log_ratio is not None:
-            anchors = (alpha <= 0) & (top >= BAND_LOW) & (channel_min(lin) > 1e-4)
-            anchor_lin = np.maximum(lin[anchors] @ _LUMA, _EPS)[:, None]  # not near clipping: base == lin
-            anchor_pred = np.exp(stats.slope * np.log(np.maximum(np.maximum(prediction[anchors], 0.0) @ _LUMA,
-                                                                  _EPS)))[:, None]
+            anchors = _bright(lin, top) & (alpha <= 0)  # not near clipping: base == lin there
+            anchor_lin = _luminance(lin[anchors])[:, None]
+            anchor_pred = _luminance(prediction[anchors], stats.slope)[:, None]
             y_pred = y_pred * border_scale(anchor_lin, anchor_pred, anchors, baseline=stats.log_ratio, at=at)[:, 0]
         log_gain = np.zeros(at.shape, np.float32)
         log_gain[at] = np.log(np.maximum(y_pred / y_lin, 1.0))
@@ -676,7 +682,7 @@ def compose(image: np.ndarray, prediction: np.ndarray | None, *, response: np.nd
     full = highlight_alpha(channel_min(display))
     boxes = region_boxes(top > CLIP_TAU, share=CROP_SHARE)
     if boxes:
-        stats = image_statistics(lin, display, top, alpha, prediction)
+        stats = image_statistics(lin, top, alpha, prediction)
         for rows, cols in boxes:
             _expand_region(out[rows, cols], lin[rows, cols], display[rows, cols], top[rows, cols],
                            None if prediction is None else prediction[rows, cols],

@@ -15,8 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hdrcli.align import warp_frame
-from hdrcli.merge.classical import debevec_weight, irradiance_table, levels
+from hdrcli.merge.classical import debevec_weight, frame_rows, irradiance_table, levels, run_bands
 
 # Pixel values compared for ghosts: away from black (sensor pedestals, e.g. codes 12-18 in
 # Memorial's short frames, and noise) and from the shoulder, where the response is least known.
@@ -58,17 +57,21 @@ def _luminance_log(frame: np.ndarray, tables: np.ndarray) -> np.ndarray:
     return np.log2(np.maximum(irradiance, np.float32(1e-12)))
 
 
-_BAND_ROWS = 256
+def _per_band(frames: list[np.ndarray], warps: list[np.ndarray | None], i: int, measure,
+              dtype: type = np.float32) -> np.ndarray:
+    """``measure`` (a function of an (h, W, 3) band of pixels -> (h, W)) of frame ``i`` aligned by
+    its warp, computed band by band as the merges read frames (:func:`frame_rows`, :func:`run_bands`):
+    no aligned full-size copy of the frame is made."""
+    h, w = frames[i].shape[:2]
+    if warps[i] is None:
+        return measure(frames[i])
+    out = np.empty((h, w), dtype)
 
+    def work(y0: int, y1: int) -> None:
+        out[y0:y1] = measure(frame_rows(frames, warps, i, y0, y1))
 
-def _per_band(frame: np.ndarray, warp: np.ndarray | None, measure) -> np.ndarray:
-    """``measure`` (a function of an (h, W, 3) band of pixels -> (h, W)) of ``frame`` aligned by
-    ``warp``, computed band by band: no aligned full-size copy of the frame is made."""
-    h = frame.shape[0]
-    if warp is None:
-        return measure(frame)
-    bands = [measure(warp_frame(frame, warp, rows=(y0, min(h, y0 + _BAND_ROWS)))) for y0 in range(0, h, _BAND_ROWS)]
-    return np.concatenate(bands, axis=0)
+    run_bands(work, h, w)
+    return out
 
 
 def _well_exposed(frame: np.ndarray) -> np.ndarray:
@@ -100,17 +103,17 @@ def ghost_maps(
 
     def log_luminance(i: int) -> np.ndarray:
         tables = _luminance_tables(exposures[i], response)
-        return _per_band(frames[i], warps[i], lambda band: _luminance_log(band, tables))
+        return _per_band(frames, warps, i, lambda band: _luminance_log(band, tables))
 
     ref_log = log_luminance(reference)
-    ref_ok = _per_band(frames[reference], warps[reference], _well_exposed)
+    ref_ok = _per_band(frames, warps, reference, _well_exposed, bool)
     side = max(frames[0].shape[:2])
     sigma = max(1.0, side / 800.0)  # disagreement of single noisy pixels is not a ghost
     maps = np.zeros((len(frames),) + frames[0].shape[:2], np.float32)
     for i, exposure in enumerate(exposures):
         if i == reference:
             continue
-        ok = (ref_ok & _per_band(frames[i], warps[i], _well_exposed)).astype(np.float32)
+        ok = (ref_ok & _per_band(frames, warps, i, _well_exposed, bool)).astype(np.float32)
         diff = (log_luminance(i) - ref_log) * ok
         # Mean disagreement over the comparable pixels of a small neighbourhood.
         num = cv2.GaussianBlur(diff, (0, 0), sigma)
@@ -134,8 +137,8 @@ def debevec_weight_maps(frames: list[np.ndarray], exposures: list[float], guard:
     (``warps``: as :func:`ghost_maps`)."""
     times = np.asarray(exposures, np.float64) / float(min(exposures))
     warps = [None] * len(frames) if warps is None else warps
-    weights = np.stack([_per_band(f, warps[i], lambda band, i=i: debevec_weight(band, i, times, guard)[..., 0])
-                        for i, f in enumerate(frames)])
+    weights = np.stack([_per_band(frames, warps, i, lambda band, i=i: debevec_weight(band, i, times, guard)[..., 0])
+                        for i in range(len(frames))])
     weights /= np.maximum(weights.sum(axis=0, keepdims=True), np.float32(1e-12))
     return weights
 
