@@ -46,6 +46,10 @@ _MIN_AGREEMENT = 0.1
 # tripod frames gained <= 5% there, hand-held frames 23-66% (bench/memorial_align.py).
 _COARSE_SIDE = 360
 _COARSE_MIN_GAIN = 0.15
+# Frames with a shorter side are not aligned: a shift or homography estimated on a few pixels is
+# noise (a 4 x 4 bracket got a 3-pixel MTB shift), and OpenCV's AlignMTB crashes the process
+# (SIGSEGV) on a side of 1 pixel.
+MIN_ALIGN_SIDE = 32
 NEGLIGIBLE_MOTION_PX = 0.5  # full-resolution pixels: smaller estimated motion is not warped (tripod)
 
 
@@ -84,7 +88,10 @@ def _gray8(pixels: np.ndarray, linear: bool) -> np.ndarray:
 
 
 def mtb_shift(reference: np.ndarray, moving: np.ndarray, linear: bool = False, max_bits: int = 6) -> tuple[int, int]:
-    """(dx, dy) translation that moves ``moving`` onto ``reference`` (OpenCV AlignMTB)."""
+    """(dx, dy) translation that moves ``moving`` onto ``reference`` (OpenCV AlignMTB); (0, 0)
+    for images under MIN_ALIGN_SIDE pixels on a side (AlignMTB crashes on a side of 1)."""
+    if min(reference.shape[:2]) < MIN_ALIGN_SIDE:
+        return 0, 0
     # AlignMTB halves the image max_bits times; on a non-square image whose short side
     # is below 2**max_bits the pyramid levels disagree in size and OpenCV asserts
     # (found by scripts/fuzz.py on 48x64 brackets). Cap the depth by the short side.
@@ -219,6 +226,9 @@ def estimate_warps(bracket: Bracket, method: str = "ecc", indices: list[int] | N
     ref = bracket.reference
     ref_frame = frames[ref]
     h, w = ref_frame.pixels.shape[:2]
+    if min(h, w) < MIN_ALIGN_SIDE:
+        info(f"frames of {w} x {h} pixels are too small to align (under {MIN_ALIGN_SIDE}): used as they are")
+        return warps
     s = min(1.0, _ESTIMATE_MAX_SIDE / max(h, w))
     coarse = min(1.0, _COARSE_SIDE / max(h, w))
     refs: dict[float, np.ndarray] = {}

@@ -206,6 +206,24 @@ def test_bad_input(tmp_path, frobisher, case):
     assert digest(inputs) == before  # inputs untouched
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (4, 4)])
+@pytest.mark.parametrize("align", ["ecc", "mtb"])
+def test_fuse_of_frames_a_few_pixels_wide(tmp_path, shape, align):
+    """Frames too small to align are fused as they are (OpenCV's AlignMTB killed the process with
+    SIGSEGV on a side of 1 pixel)."""
+    rng = np.random.default_rng(0)
+    radiance = rng.random((*shape, 3)).astype(np.float32) * 2
+    frames = []
+    for i, ev in enumerate((-2, 0, 2)):
+        path = tmp_path / f"f{i}.png"
+        cv2.imwrite(str(path), (np.clip(radiance * 2.0**ev, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8))
+        frames.append(path)
+    result = hdr("fuse", *frames, "--ev=-2,0,2", "--align", align, "-o", tmp_path / "out.exr", "-v")
+    assert result.returncode == 0, result.stderr
+    assert "too small to align" in result.stderr + result.stdout
+    assert_valid_hdr(tmp_path / "out.exr", shape)
+
+
 def test_tonemap_bad_input(tmp_path):
     (tmp_path / "x.exr").write_text("not exr")
     r = hdr("tonemap", tmp_path / "x.exr", "-o", tmp_path / "x.jpg")
