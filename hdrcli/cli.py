@@ -22,7 +22,7 @@ from hdrcli.align import ALIGN_METHODS
 from hdrcli.backends import list_backends
 from hdrcli.errors import HdrError, Terminated, printable
 from hdrcli.exposure import EXPOSURE_FILE_FORMATS, describe_exposure, parse_ev_list, parse_exposure_list
-from hdrcli.pipeline import DEFAULT_ALIGN
+from hdrcli.pipeline import DEFAULT_ALIGN, GAIN_MAP_CHOICES
 from hdrcli.tonemap import DEFAULT_TONEMAP, TONEMAPS
 
 app = typer.Typer(
@@ -142,6 +142,12 @@ _Threads = Annotated[Optional[int], typer.Option(
 def _check_runtime(ctx: typer.Context, param, value: str) -> str:
     if value not in _RUNTIMES:
         _option_error(ctx, param, f"unknown runtime '{value}' (use {', '.join(_RUNTIMES)})")
+    return value
+
+
+def _check_gain_map(ctx: typer.Context, param, value: str) -> str:
+    if value not in GAIN_MAP_CHOICES:
+        _option_error(ctx, param, f"unknown value '{value}' (use {' or '.join(map(repr, GAIN_MAP_CHOICES))})")
     return value
 
 
@@ -427,8 +433,9 @@ def expand(
     hdr_headroom: _Headroom = 3.0,
     strip_metadata: _StripMetadata = False,
     threads: _Threads = None,
+    gain_map: Annotated[str, typer.Option("--gain-map", callback=_check_gain_map, help="A camera's gain-map JPEG (Ultra HDR): use its recorded HDR rendition (use, default) or expand the SDR photo with the backend (ignore).")] = "use",
 ) -> None:
-    """Expand one photo to HDR with a learned single-image backend."""
+    """Expand one photo to HDR with a learned single-image backend (a gain-map JPEG: its recorded HDR)."""
     from hdrcli import pipeline
 
     if tonemap not in TONEMAPS:
@@ -439,7 +446,7 @@ def expand(
         float32=float32, tonemap=tonemap,
         preview=preview, no_preview=no_preview, save_stack=save_stack, overwrite=overwrite,
         progress=_TileProgress(), crf=crf, ultrahdr=ultrahdr, hdr_headroom=hdr_headroom, strip_metadata=strip_metadata,
-        threads=threads, timings=timings,
+        threads=threads, timings=timings, gain_map=gain_map,
     ))
     _print_dynamic_range(hdr)
     out.print(f"time: {pipeline.describe_timings(timings)}")

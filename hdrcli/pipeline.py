@@ -62,6 +62,7 @@ from hdrcli.threads import configure as configure_threads
 # Chosen with bench/align_choice.py on ../shared/data/brackets: ECC is never worse than MTB
 # on the tripod bracket and clearly better on the hand-held one (see README).
 DEFAULT_ALIGN = "ecc"
+GAIN_MAP_CHOICES = ("use", "ignore")  # hdr expand of a gain-map JPEG: its recorded HDR rendition, or the base photo
 
 
 def _all_or_nothing(job):
@@ -655,6 +656,7 @@ def expand(
     strip_metadata: bool = False,
     threads: int | None = None,
     timings: dict[str, float] | None = None,
+    gain_map: str = "use",
 ) -> tuple[np.ndarray, list[Path]]:
     """The ``hdr expand`` job: one photo -> HDR (1.0 = the photo's clipping level).
 
@@ -668,7 +670,13 @@ def expand(
     it is well exposed, the backend's prediction only in clipped highlights (scaled to agree
     with the photo at their borders), and guided-filter denoising in crushed shadows
     (:mod:`hdrcli.merge.expand`).
+
+    ``gain_map``: "use" (default): a camera's gain-map JPEG (Ultra HDR, ISO 21496-1) already
+    recorded its highlights, so its decoded HDR rendition is the output (1.0 = SDR white, the
+    base photo's clipping level) and no network runs; "ignore": the base photo is expanded.
     """
+    if gain_map not in GAIN_MAP_CHOICES:
+        raise HdrError(f"unknown --gain-map '{gain_map}' (use {' or '.join(map(repr, GAIN_MAP_CHOICES))})")
     configure_threads(threads)
     from hdrcli.align import linear_to_srgb
     from hdrcli.io.frames import read_frame
@@ -701,34 +709,48 @@ def expand(
     response = load_response(crf) if crf is not None else None
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
-    frame = read_frame(source)
+    frame = read_frame(source, hdr_rendition=gain_map == "use")
     image = linear_to_srgb(frame.pixels) if frame.linear else frame.pixels
     timings["read_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    runner = make_runner(backend, runtime, size=model_size, device=device, tile=tile)
-    timings["load_s"] = resolve_s + time.perf_counter() - t0  # "model": importing torch included
-    if frame.linear and crf is not None:
-        warn(f"{frame.name}: RAW data are linear; --crf is not used")
-        response = None
-    t0 = time.perf_counter()
-    expansion = runner.expand_photo(frame.pixels, progress, response=response, linear=frame.linear)
-    hdr = expansion.hdr
-    timings["network_s"] = time.perf_counter() - t0
-    curve = {"linear": "none (linear RAW data)", "srgb": "the sRGB curve (give --crf FILE for a measured one)",
-             "crf": f"the camera response in {Path(crf).name if crf else ''}"}[expansion.response]
-    log_info(f"{frame.name}: linearised with {curve}")
-    if expansion.clipped_fraction == 0:
-        warn(f"{frame.name}: no clipped pixels: the output is the linearised photo (crushed shadows denoised)")
+    runner = None
+    if frame.hdr_rendition is not None:
+        hdr = frame.hdr_rendition
+        frame.hdr_rendition = None  # one full-size float copy, not two
+        warn(f"{frame.name}: a gain-map (Ultra HDR) photo: the output is the HDR rendition its camera recorded "
+             f"(brightest pixel {float(hdr.max()):.3g}x SDR white), not a {backend} prediction; "
+             "--gain-map ignore expands the SDR photo instead")
+        if crf is not None:
+            warn(f"{frame.name}: --crf is not used: the gain map gives the HDR rendition")
+        units = "display-referred HDR rendition of the photo's gain map, linear; 1.0 = SDR white (its base photo's clipping level)"
+        what = f"the HDR rendition recorded in {frame.name}'s gain map"
     else:
-        log_info(f"{frame.name}: {100 * expansion.clipped_fraction:.2f}% of pixels clipped: filled by {backend}")
+        t0 = time.perf_counter()
+        runner = make_runner(backend, runtime, size=model_size, device=device, tile=tile)
+        timings["load_s"] = resolve_s + time.perf_counter() - t0  # "model": importing torch included
+        if frame.linear and crf is not None:
+            warn(f"{frame.name}: RAW data are linear; --crf is not used")
+            response = None
+        t0 = time.perf_counter()
+        expansion = runner.expand_photo(frame.pixels, progress, response=response, linear=frame.linear)
+        hdr = expansion.hdr
+        timings["network_s"] = time.perf_counter() - t0
+        curve = {"linear": "none (linear RAW data)", "srgb": "the sRGB curve (give --crf FILE for a measured one)",
+                 "crf": f"the camera response in {Path(crf).name if crf else ''}"}[expansion.response]
+        log_info(f"{frame.name}: linearised with {curve}")
+        if expansion.clipped_fraction == 0:
+            warn(f"{frame.name}: no clipped pixels: the output is the linearised photo (crushed shadows denoised)")
+        else:
+            log_info(f"{frame.name}: {100 * expansion.clipped_fraction:.2f}% of pixels clipped: filled by {backend}")
+        units = "relative radiance; 1.0 = clipping level of the input photo"
+        what = f"hdrcli {backend} expansion of {frame.name}"
     meta = None if strip_metadata else read_metadata(frame.path)
-    exif = exif_bytes(meta, f"hdrcli {__version__} ({backend})")
+    exif = exif_bytes(meta, f"hdrcli {__version__} ({'gain map' if runner is None else backend})")
     tidy_output_folders([output, preview_path], [source, crf])
     t0 = time.perf_counter()
     written = [write_ultrahdr(output, hdr, tonemap_image(hdr, tonemap), headroom_stops=hdr_headroom, exif=exif).path] \
-        if ultrahdr else [write_hdr(output, hdr, float32=float32, attributes=exr_attributes(meta, f"hdrcli {backend} expansion of {frame.name}"), metadata={
-        "version": __version__, "backend": backend, "source": frame.name,
-        "units": "relative radiance; 1.0 = clipping level of the input photo",
+        if ultrahdr else [write_hdr(output, hdr, float32=float32, attributes=exr_attributes(meta, what), metadata={
+        "version": __version__, "backend": "gain map" if runner is None else backend, "source": frame.name,
+        "units": units,
     })]
     timings["exr_s"] = time.perf_counter() - t0
     if preview_path is not None:

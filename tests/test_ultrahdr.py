@@ -199,3 +199,68 @@ def test_expand_ultrahdr(tmp_path):
         assert decoded.max() > 0.95
     r = hdr("expand", photo, "-o", tmp_path / "x.exr", "--ultrahdr")
     assert r.returncode == 1 and "must end in .jpg" in r.stderr
+
+
+def _camera_gain_map_photo(path: Path, exif: bytes | None = None) -> np.ndarray:
+    """A gain-map JPEG as a phone saves one (here made by libultrahdr): a window 16x brighter than
+    the room, which the SDR base clips. Returns its HDR rendition as libultrahdr decodes it."""
+    radiance = np.clip(radiance_scene(96, 128, seed=4), 0.0, 1.0) * np.float32(0.4)
+    radiance[20:50, 60:100] = 6.0
+    U.write_ultrahdr(path, radiance, tonemap(radiance, "reinhard"), headroom_stops=3.0, exif=exif)
+    return U.decode_hdr_rendition(path.read_bytes())
+
+
+def test_expand_uses_the_gain_map_a_camera_recorded(tmp_path):
+    """`hdr expand` of an Ultra HDR photo keeps the HDR its camera recorded instead of predicting one;
+    --gain-map ignore expands the SDR base as any photo."""
+    photo = tmp_path / "PXL_0001.jpg"
+    recorded = _camera_gain_map_photo(photo)
+    assert recorded.max() > 4.0  # the window, above SDR white
+    r = hdr("expand", photo, "-o", tmp_path / "out.exr", "-b", "stack")
+    assert r.returncode == 0, r.stderr
+    assert "HDR rendition its camera recorded" in r.stderr and "not a stack prediction" in r.stderr
+    assert "network" not in r.stdout  # no model was run
+    out = read_hdr(tmp_path / "out.exr")
+    np.testing.assert_allclose(out, recorded, rtol=1e-3, atol=1e-4)  # half-float EXR
+    r = hdr("expand", photo, "-o", tmp_path / "base.exr", "--gain-map", "ignore")
+    assert r.returncode == 0, r.stderr
+    assert "HDR rendition" not in r.stderr and "network" in r.stdout
+    assert read_hdr(tmp_path / "base.exr").max() < recorded.max()
+    r = hdr("expand", photo, "-o", tmp_path / "x.exr", "--gain-map", "always")
+    assert r.returncode != 0 and "--gain-map" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_gain_map_rendition_follows_the_exif_orientation(tmp_path):
+    import piexif
+
+    from hdrcli.io.frames import apply_orientation
+
+    photo = tmp_path / "portrait.jpg"
+    recorded = _camera_gain_map_photo(photo, exif=piexif.dump({"0th": {piexif.ImageIFD.Orientation: 6}}))
+    r = hdr("expand", photo, "-o", tmp_path / "out.exr")
+    assert r.returncode == 0, r.stderr
+    out = read_hdr(tmp_path / "out.exr")
+    assert out.shape == (128, 96, 3)  # stored 128 wide, shown upright
+    np.testing.assert_allclose(out, apply_orientation(recorded, 6), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("damage", ["oversized gain map", "truncated gain map"])
+def test_a_gain_map_that_cannot_be_used_falls_back_to_the_photo(tmp_path, damage):
+    """A hostile or broken gain map is a warning: the SDR photo is expanded, nothing else changes."""
+    photo = tmp_path / "photo.jpg"
+    _camera_gain_map_photo(photo)
+    data = bytearray(photo.read_bytes())
+    start = U.ultrahdr_parameters(bytes(data))["gain_map_offset"]
+    if damage == "oversized gain map":  # its frame header claims 60000 x 60000 pixels
+        sof = next(off for marker, off, _ in U.jpeg_segments(bytes(data), start) if marker in (0xC0, 0xC1, 0xC2))
+        data[sof + 1 : sof + 5] = (60000).to_bytes(2, "big") * 2
+        expected = "larger than the photo"
+    else:  # the gain map's entropy-coded data cut off
+        del data[start + 600 :]
+        data += b"\xff\xd9"
+        expected = "gain map is not used"
+    photo.write_bytes(bytes(data))
+    r = hdr("expand", photo, "-o", tmp_path / "out.exr")
+    assert r.returncode == 0, r.stderr
+    assert expected in r.stderr and "gain map is not used" in r.stderr
+    assert "network" in r.stdout  # the photo was expanded by the backend

@@ -25,6 +25,7 @@ from hdrcli.io.exif import ExifInfo, parse_exif_bytes, parse_exif_file
 from hdrcli.io.headers import check_file_size, check_tiles, jpeg_header, png_header, tiff_header
 from hdrcli.io.limits import allow_corrupt_setting, check_pixels, max_file_bytes, max_pixels_setting
 from hdrcli.io.safe_open import descriptor_path, file_size, open_regular, read_bounded
+from hdrcli.log import warn
 
 RAW_EXTENSIONS = frozenset(
     ".3fr .ari .arw .cr2 .cr3 .crw .dcr .dng .erf .fff .iiq .k25 .kdc .mef .mos .mrw "
@@ -52,6 +53,10 @@ class Frame:
         linear: True when pixels are linear in scene radiance (camera RAW), False when
             a camera response curve was applied (JPEG/PNG/TIFF from a camera).
         exif: exposure metadata of the file.
+        hdr_rendition: a camera's gain-map JPEG (Ultra HDR, ISO 21496-1) read with
+            ``hdr_rendition=True``: its recorded HDR rendition, float32 (H, W, 3), linear light,
+            1.0 = SDR white (the pixels' 1.0), oriented as the pixels; else None.
+        gain_map: that file's gain-map parameters (:func:`hdrcli.io.ultrahdr.ultrahdr_parameters`).
     """
 
     path: Path
@@ -59,6 +64,8 @@ class Frame:
     bit_depth: int
     linear: bool
     exif: ExifInfo = field(default_factory=ExifInfo)
+    hdr_rendition: np.ndarray | None = None
+    gain_map: dict | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -162,7 +169,8 @@ def _to_float_rgb(image: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
     return np.multiply(image, np.float32(scale), dtype=np.float32), depth  # one pass, no integer-to-float copy
 
 
-def _read_ldr(path: Path, data: bytes, kind: str, exif: ExifInfo, allow_corrupt: bool = False) -> Frame:
+def _read_ldr(path: Path, data: bytes, kind: str, exif: ExifInfo, allow_corrupt: bool = False,
+              hdr_rendition: bool = False) -> Frame:
     if kind == "jpeg" and not jpeg_is_complete(data):
         report_corruption(["truncated or corrupt JPEG (no end-of-image marker)"], path, "JPEG", allow_corrupt)
         data = data + b"\xff\xd9"  # allowed: OpenCV decodes what is there only up to an end marker
@@ -172,7 +180,18 @@ def _read_ldr(path: Path, data: bytes, kind: str, exif: ExifInfo, allow_corrupt:
     image = imdecode_checked(data, path, kind.upper(), allow_corrupt)
     # Oriented as decoded (8 or 16 bit): a quarter of the bytes of the float frame to move.
     pixels, depth = _to_float_rgb(apply_orientation(image, exif.orientation), path)
-    return Frame(path, pixels, depth, linear=False, exif=exif)
+    frame = Frame(path, pixels, depth, linear=False, exif=exif)
+    if hdr_rendition and kind == "jpeg":
+        from hdrcli.io.ultrahdr import recorded_hdr
+
+        try:
+            recorded = recorded_hdr(data, image.shape[1], image.shape[0])
+        except HdrError as exc:  # the photo itself is fine: it is used without its gain map
+            warn(f"{path.name}: {exc}; its gain map is not used")
+            recorded = None
+        if recorded is not None:
+            frame.hdr_rendition, frame.gain_map = apply_orientation(recorded[0], exif.orientation), recorded[1]
+    return frame
 
 
 def _read_raw(path: Path, fh: Any, exif: ExifInfo, max_pixels: int | None = None) -> Frame:
@@ -201,7 +220,8 @@ def _read_raw(path: Path, fh: Any, exif: ExifInfo, max_pixels: int | None = None
 
 
 def read_frame(
-    path: str | os.PathLike[str], *, max_pixels: int | None = None, allow_corrupt: bool | None = None
+    path: str | os.PathLike[str], *, max_pixels: int | None = None, allow_corrupt: bool | None = None,
+    hdr_rendition: bool = False,
 ) -> Frame:
     """Read one photograph (JPEG/PNG/TIFF at 8 or 16 bit, or camera RAW).
 
@@ -212,6 +232,8 @@ def read_frame(
             (:func:`hdrcli.io.limits.configure`, default 200 MP).
         allow_corrupt: accept frames whose decoder reported damaged data (with a warning);
             None for the configured policy (default False).
+        hdr_rendition: also decode the HDR rendition of a camera's gain-map JPEG (Ultra HDR, ISO
+            21496-1) into ``Frame.hdr_rendition``; a gain map that cannot be used is a warning.
 
     Raises:
         HdrError: the file is missing, empty, not a regular file, over the pixel budget,
@@ -242,7 +264,7 @@ def read_frame(
         if too_small:
             report_corruption([too_small], path, kind.upper(), allow)
         data = read_bounded(fh, max_file_bytes(budget), path, "image file")
-    return _read_ldr(path, data, kind, parse_exif_bytes(data), allow)
+    return _read_ldr(path, data, kind, parse_exif_bytes(data), allow, hdr_rendition)
 
 
 def read_frames(

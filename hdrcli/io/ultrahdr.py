@@ -32,12 +32,14 @@ import os
 import re
 import struct
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 
 from hdrcli.errors import HdrError
 from hdrcli.io.atomic import atomic_path
+from hdrcli.io.headers import jpeg_header
 from hdrcli.log import warn
 
 ULTRAHDR_EXTENSIONS = (".jpg", ".jpeg")
@@ -227,13 +229,47 @@ def write_ultrahdr(
 def decode_ultrahdr(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Decode with libultrahdr: (base sRGB uint8 RGB, HDR linear float32 RGB with 1.0 = SDR white)."""
     codecs = _imagecodecs()
-    buffer = np.frombuffer(data, np.uint8)
     try:
-        base = codecs.ultrahdr_decode(buffer, dtype=np.uint8)[..., :3]
-        hdr = codecs.ultrahdr_decode(buffer)[..., :3].astype(np.float32)
+        base = codecs.ultrahdr_decode(np.frombuffer(data, np.uint8), dtype=np.uint8)[..., :3]
     except Exception as exc:
         raise HdrError(f"not a decodable Ultra HDR file ({exc})") from None
-    return base, hdr
+    return base, decode_hdr_rendition(data)
+
+
+def decode_hdr_rendition(data: bytes) -> np.ndarray:
+    """The HDR rendition of an Ultra HDR / ISO 21496-1 JPEG (base x gain map at full boost), decoded by
+    libultrahdr: (H, W, 3) float32, linear light, 1.0 = SDR white (the base image's code 255)."""
+    try:
+        hdr = _imagecodecs().ultrahdr_decode(np.frombuffer(data, np.uint8))
+    except Exception as exc:
+        raise HdrError(f"not a decodable Ultra HDR file ({exc})") from None
+    return np.ascontiguousarray(hdr[..., :3], np.float32)
+
+
+def recorded_hdr(data: bytes, width: int, height: int) -> tuple[np.ndarray, dict] | None:
+    """(HDR rendition, gain-map parameters) of a camera's gain-map JPEG (Ultra HDR, ISO 21496-1), or
+    None for a JPEG without a gain map. ``width`` x ``height``: the primary image's size, checked
+    against its header beforehand (the pixel budget).
+
+    The gain map's own size must be within the primary's (a hostile file cannot make libultrahdr
+    decode a larger image), and the decoded rendition must have the primary's size.
+
+    Raises:
+        HdrError: the gain map is there but cannot be used (the caller falls back to the base).
+    """
+    params = ultrahdr_parameters(data)
+    if not params or "gain_map_offset" not in params:
+        return None
+    start = params["gain_map_offset"]
+    gain_map = jpeg_header(BytesIO(data[start : start + (params.get("gain_map_bytes") or len(data))]))
+    if gain_map.width > width or gain_map.height > height:
+        raise HdrError(f"its gain map ({gain_map.width}x{gain_map.height}) is larger than the photo ({width}x{height})")
+    hdr = decode_hdr_rendition(data)
+    if hdr.shape[:2] != (height, width):
+        raise HdrError(f"its HDR rendition decodes to {hdr.shape[1]}x{hdr.shape[0]}, not the photo's {width}x{height}")
+    if not np.isfinite(hdr).all():
+        raise HdrError("its HDR rendition holds non-finite values")
+    return np.maximum(hdr, 0.0, out=hdr), params
 
 
 # --------------------------------------------------------------------------- reading parameters
