@@ -32,11 +32,18 @@ from hdrcli.log import info
 ALIGN_METHODS = ("none", "mtb", "ecc")
 _ECC_MAX_SIDE = 1536  # finest ECC pyramid level for images given to ecc_homography directly
 # Alignment is estimated on copies at most this wide and the warp scaled up: on 12 MP
-# frames this is 1/16 of the pixels (issue 14; accuracy in bench/align_choice.py).
-_ESTIMATE_MAX_SIDE = 1024
+# frames this is 1/27 of the pixels (issue 14; accuracy in bench/align_choice.py). 1024 cost
+# ECC's finest level 0.09 s per frame and found the same warps within the noise: iPhone
+# residual misalignment 0.3456 at 1024, 0.3472 at 768 (640 lost accuracy on the 720-px example
+# bracket: p95 error 0.096 -> 0.130 stops in bench/classical_quality.py; 768: unchanged).
+_ESTIMATE_MAX_SIDE = 768
 # ECC iterations per pyramid level and the parameter change that stops them: 60 / 1e-5 ran
 # to the limit on most frames for no better edge agreement (bench/align_choice.py).
 _ECC_STOP = (30, 1e-4)
+# The coarse look (below) only decides whether a frame moved: on a static frame ECC does not
+# meet its 1e-4 stop in noise and ran all 30 iterations, 0.11 s per frame at 360 px (a third of a
+# tripod bracket's alignment); 10 give the same decisions (bench/memorial_align.py, README).
+_COARSE_ECC_STOP = (10, 1e-4)
 # Choosing among candidate warps (see _pick), measured on ../shared/data/brackets/memorial
 # (tripod, 16 frames) with bench/memorial_align.py.
 _PICK_MIN_GAIN = 0.35
@@ -129,7 +136,7 @@ def motion_px(warp: np.ndarray, width: int, height: int) -> float:
 
 def ecc_homography(
     reference_gray: np.ndarray, moving_gray: np.ndarray, init: np.ndarray, mask: np.ndarray | None = None,
-    negligible_px: float = 0.0,
+    negligible_px: float = 0.0, stop: tuple[int, float] = _ECC_STOP,
 ) -> np.ndarray:
     """3x3 homography W with moving(W(x)) ~ reference(x), estimated coarse to fine.
 
@@ -137,6 +144,7 @@ def ecc_homography(
     images), the coarsest about 400. When ``negligible_px`` > 0 and the coarsest level
     finds a motion below it (in pixels of the given images) from an identity start, the
     identity is returned without the finer levels: a tripod frame costs one small solve.
+    ``stop``: (most iterations, smallest parameter change) per level.
     """
     h, w = reference_gray.shape
     finest = min(1.0, _ECC_MAX_SIDE / max(h, w))
@@ -145,7 +153,7 @@ def ecc_homography(
         scales.append(scales[-1] / 2)
     warp = init.astype(np.float32)
     identity_start = motion_px(init, w, h) == 0.0
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, *_ECC_STOP)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, *stop)
     for level, s in enumerate(reversed(scales)):
         size = (max(8, round(w * s)), max(8, round(h * s)))
         if s == 1.0:
@@ -242,7 +250,7 @@ def estimate_warps(bracket: Bracket, method: str = "ecc", indices: list[int] | N
             ref_lins[scale] = _luma(refs[scale] if ref_frame.linear else srgb_to_linear(refs[scale]))
         return refs[scale], ref_lins[scale]
 
-    def candidates_at(scale: float, i: int, small: np.ndarray):
+    def candidates_at(scale: float, i: int, small: np.ndarray, stop: tuple[int, float] = _ECC_STOP):
         """Candidate warps at ``scale`` (simplest first), their edge agreements and the MTB shift."""
         frame = frames[i]
         gain = bracket.exposures[ref] / bracket.exposures[i]
@@ -266,7 +274,7 @@ def estimate_warps(bracket: Bracket, method: str = "ecc", indices: list[int] | N
             start = candidates[int(np.argmax(scores))]
             try:
                 warp = ecc_homography(g_ref, g_mov, start, valid if valid.mean() > 0.05 else None,
-                                      negligible_px=NEGLIGIBLE_MOTION_PX * scale)
+                                      negligible_px=NEGLIGIBLE_MOTION_PX * scale, stop=stop)
                 if motion_px(warp, *g_ref.shape[::-1]) > 0.0:
                     candidates.append(warp)
                     kinds.append("ecc")
@@ -283,7 +291,7 @@ def estimate_warps(bracket: Bracket, method: str = "ecc", indices: list[int] | N
         if method == "ecc" and coarse < s:
             # A look at <= _COARSE_SIDE pixels first: where no warp helps there (tripod
             # frames), the finer estimation is skipped.
-            _, kinds, scores, _ = candidates_at(coarse, i, _small(frame.pixels, coarse))
+            _, kinds, scores, _ = candidates_at(coarse, i, _small(frame.pixels, coarse), _COARSE_ECC_STOP)
             if _pick(scores, kinds, _COARSE_MIN_GAIN) == 0:
                 info(f"{frame.name}: aligned by none (no motion found at {_COARSE_SIDE} px)")
                 continue
