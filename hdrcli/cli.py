@@ -829,11 +829,17 @@ class _Argument(typer.core.TyperArgument):
     """An argument shown by its metavar alone: 'FRAMES...' in the usage line (not
     '{frames}...') and no '<list[Path]>' type column in the help."""
 
-    def display_type_rich(self, ctx) -> None:
+    def display_type_rich(self, ctx) -> None:  # typer >= 0.29 asks the argument
         return None
 
     def get_usage_pieces(self, ctx) -> list[str]:
         return [self.metavar if self.required else f"[{self.metavar}]"]
+
+
+def _without_type_label(param_type) -> None:
+    """Typer < 0.29 labels an argument's help by its type's metavar ('<path>'): make it empty."""
+    base = type(param_type)
+    param_type.__class__ = type(f"Unlabelled{base.__name__}", (base,), {"get_metavar": lambda self, *a, **k: ""})
 
 
 def _readable_metavars(params: list) -> None:
@@ -847,6 +853,8 @@ def _readable_metavars(params: list) -> None:
             base = param.name.upper().replace("_", "-")
             param.metavar = f"{base}..." if param.nargs != 1 else base
             param.__class__ = _Argument
+            if getattr(param, "type", None) is not None:  # typer >= 0.29 has no click type here
+                _without_type_label(param.type)
             continue
         long = next((o for o in param.opts if o.startswith("--")), "")
         try:  # Typer's own label: '<int>', '<path>', '<a|b>' (choices are kept as they read well)
