@@ -27,7 +27,10 @@ import numpy as np
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 # Largest number of pixels the statistics look at; bigger images are subsampled on a grid.
-_MAX_PIXELS = 4_000_000
+# 1 MP (was 4): 0.02 s instead of 0.08 s at 1.5 MP on every hdr fuse/expand, and the same
+# sampling at 1.5 MP as at 12 MP: the noise test's 3x3 residuals on adjacent pixels of a
+# downsized photo saw little noise (iPhone merge at 1.5 MP: 15.2 stops, at 12 MP 11.8; now 11.7).
+_MAX_PIXELS = 1_000_000
 
 
 @dataclass(frozen=True)
