@@ -343,7 +343,9 @@ def test_clipped_regions_in_crops_give_the_whole_image_result(monkeypatch):
     monkeypatch.setattr(expand_module, "CROP_SHARE", 0.0)
     whole = compose(photo, prediction, reconstruct=False).hdr
     monkeypatch.setattr(expand_module, "CROP_SHARE", 1.0)
-    np.testing.assert_array_equal(compose(photo, prediction, reconstruct=False).hdr, whole)
+    # Equal to float rounding: OpenCV's filters split rows among its threads differently for a
+    # crop and for the whole image (1.4e-6 apart in a full CI run, bit-identical alone).
+    np.testing.assert_allclose(compose(photo, prediction, reconstruct=False).hdr, whole, rtol=1e-5, atol=1e-7)
 
 
 def test_fill_holes_of_a_large_region_raises_its_dark_centre():
