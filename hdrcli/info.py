@@ -147,7 +147,7 @@ def _frame_info(path: Path, kind: str) -> dict[str, Any]:
     frame = read_frame(path)
     linear = frame.pixels if frame.linear else srgb_to_linear(frame.pixels)
     meta = read_metadata(path)
-    exif = read_exif(str(path))
+    exif = frame.exif if kind == "heif" else read_exif(str(path))  # exifread reads no HEIF container
     summary = meta.summary() if meta else {}
     for key in ("exposure_time", "f_number", "iso"):  # exifread knows RAW maker layouts piexif does not
         value = getattr(exif, key, None)
@@ -156,7 +156,7 @@ def _frame_info(path: Path, kind: str) -> dict[str, Any]:
     if not meta and exif.camera:
         summary.setdefault("camera", exif.camera)
     result: dict[str, Any] = {
-        "format": {"raw": "camera RAW", "jpeg": "JPEG", "png": "PNG", "tiff": "TIFF"}.get(kind, kind),
+        "format": {"raw": "camera RAW", "jpeg": "JPEG", "png": "PNG", "tiff": "TIFF", "heif": "HEIF"}.get(kind, kind),
         "width": int(frame.pixels.shape[1]), "height": int(frame.pixels.shape[0]),
         "channels": ["R", "G", "B"], "dtype": f"uint{frame.bit_depth}",
         "values": "linear (RAW demosaic, white = 1)" if frame.linear else "sRGB-decoded to linear, white = 1",
@@ -233,6 +233,8 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             result.update(_stats(rgb))
     elif suffix in RAW_EXTENSIONS:
         result = _frame_info(path, "raw")
+    elif kind == "heif":
+        result = _frame_info(path, "heif")
     else:
-        raise HdrError("not an image format hdrcli reads (EXR, HDR, PFM, JPEG, PNG, TIFF, camera RAW)", path)
+        raise HdrError("not an image format hdrcli reads (EXR, HDR, PFM, JPEG, PNG, TIFF, HEIF, camera RAW)", path)
     return {"file": str(path), "bytes": size, **result, "dynamic_range_method": DR_METHOD}

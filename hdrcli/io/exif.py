@@ -140,9 +140,31 @@ def read_exif(path: str) -> ExifInfo:
 
 def parse_exif_file(fh: Any) -> ExifInfo:
     """Parse EXIF from an open binary file (exifread seeks to the tags; the file is not read whole)."""
+    fh.seek(0)
+    if fh.read(12)[4:8] == b"ftyp":  # HEIF: exifread's own HEIF parser fails on libheif's files
+        fh.seek(0)
+        return parse_exif_bytes(exif_tiff_block(heif_exif(fh)))
     try:
         fh.seek(0)
         tags = exifread.process_file(fh, details=False)
     except Exception:  # noqa: BLE001 - exifread raises assorted errors on files without EXIF
         tags = {}
     return _info_from_tags(tags)
+
+
+def heif_exif(source: Any) -> bytes:
+    """The EXIF item of a HEIF file (a path or an open binary file) as pillow-heif gives it, which
+    parses the container without decoding pixels; b"" without pillow-heif, EXIF or a valid file."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return b""
+    try:
+        return pillow_heif.open_heif(source).info.get("exif") or b""
+    except Exception:  # noqa: BLE001 - a damaged container has no usable EXIF; decoding reports it
+        return b""
+
+
+def exif_tiff_block(blob: bytes) -> bytes:
+    """An EXIF block without its b"Exif\\0\\0" prefix (the TIFF structure exifread and piexif parse)."""
+    return blob[6:] if blob.startswith(b"Exif\x00\x00") else blob

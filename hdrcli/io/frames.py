@@ -12,7 +12,7 @@ user can cause (empty, truncated or mislabelled files) raise :class:`HdrError`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from hdrcli.errors import HdrError
 from hdrcli.io.decode import imdecode_checked, report_corruption
-from hdrcli.io.exif import ExifInfo, parse_exif_bytes, parse_exif_file
+from hdrcli.io.exif import ExifInfo, exif_tiff_block, parse_exif_bytes, parse_exif_file
 from hdrcli.io.headers import check_file_size, check_tiles, jpeg_header, png_header, tiff_header
 from hdrcli.io.limits import allow_corrupt_setting, check_pixels, max_file_bytes, max_pixels_setting
 from hdrcli.io.safe_open import descriptor_path, file_size, open_regular, read_bounded
@@ -31,7 +31,10 @@ RAW_EXTENSIONS = frozenset(
     ".3fr .ari .arw .cr2 .cr3 .crw .dcr .dng .erf .fff .iiq .k25 .kdc .mef .mos .mrw "
     ".nef .nrw .orf .pef .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split()
 )
-LDR_EXTENSIONS = frozenset(".jpg .jpeg .jpe .png .tif .tiff".split())
+LDR_EXTENSIONS = frozenset(".jpg .jpeg .jpe .png .tif .tiff .heic .heif .hif".split())
+# ISO base media file brands of HEIF still images (HEVC-coded: iPhones' default, Canon/Sony/
+# Fujifilm HEIF); read through the optional pillow-heif package (libheif).
+HEIF_BRANDS = frozenset((b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"))
 _MAX_JPEG_SCANS = 500  # as libjpeg-turbo's TJFLAG_LIMITSCANS; real progressive files have ~10
 
 _MAGIC = {
@@ -86,6 +89,8 @@ def sniff_format(data: bytes) -> str | None:
     for magic, kind in _MAGIC.items():
         if data.startswith(magic):
             return kind
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        return "heif"
     return None
 
 
@@ -194,6 +199,40 @@ def _read_ldr(path: Path, data: bytes, kind: str, exif: ExifInfo, allow_corrupt:
     return frame
 
 
+def _read_heif(path: Path, data: bytes, max_pixels: int | None = None) -> Frame:
+    """A HEIF/HEIC still image (a phone's default format) through pillow-heif: its size is checked
+    against the pixel budget before decoding; 10/12-bit images are read at 16 bits. libheif applies
+    the container's rotation and mirroring, so the pixels are upright and EXIF orientation is not
+    applied again."""
+    from io import BytesIO
+
+    try:
+        import pillow_heif
+    except ImportError:
+        raise HdrError("reading HEIC/HEIF needs the optional pillow-heif package: "
+                       "pip install 'hdrcli[heif]'", path) from None
+    try:
+        heif = pillow_heif.open_heif(BytesIO(data), convert_hdr_to_8bit=False)  # parses, does not decode
+        width, height = heif.size
+        deep = int(heif.info.get("bit_depth", 8)) > 8
+        check_pixels(width, height, path, channels=3, bytes_per_sample=2 if deep else 1,
+                     max_pixels=max_pixels, what="HEIF")
+        image = np.asarray(heif)  # decodes: (H, W, 3|4) uint8, or uint16 for 10/12-bit images
+        blob = heif.info.get("exif") or b""
+    except HdrError:
+        raise
+    except (ValueError, RuntimeError, OSError, SyntaxError, MemoryError, KeyError, TypeError) as exc:
+        raise HdrError(f"HEIF file could not be decoded ({' '.join(str(exc).split())})", path) from None
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype not in (np.uint8, np.uint16):
+        raise HdrError(f"unsupported HEIF image ({image.dtype}, shape {image.shape})", path)
+    exif = parse_exif_bytes(exif_tiff_block(blob))
+    exif = replace(exif, orientation=1)  # libheif has applied the container's transformations
+    rgb = np.ascontiguousarray(image[..., :3])
+    scale = np.float32(1.0 / (255.0 if rgb.dtype == np.uint8 else 65535.0))
+    return Frame(path, np.multiply(rgb, scale, dtype=np.float32), 8 if rgb.dtype == np.uint8 else 16,
+                 linear=False, exif=exif)
+
+
 def _read_raw(path: Path, fh: Any, exif: ExifInfo, max_pixels: int | None = None) -> Frame:
     import rawpy  # imported lazily: only RAW input needs libraw
 
@@ -255,6 +294,10 @@ def read_frame(
         if kind is None:
             expected = path.suffix.lstrip(".").upper() or "image"
             raise HdrError(f"not a {expected} file: content is not JPEG, PNG, TIFF or camera RAW", path)
+        if kind == "heif":
+            if file_size(fh) > max_file_bytes(budget):
+                raise HdrError(f"HEIF file of {file_size(fh):,} bytes is over the limit for the pixel budget", path)
+            return _read_heif(path, read_bounded(fh, max_file_bytes(budget), path, "image file"), budget)
         header = {"jpeg": jpeg_header, "png": png_header, "tiff": tiff_header}[kind](fh, path)
         check_pixels(header.width, header.height, path, channels=header.channels,
                      bytes_per_sample=header.bytes_per_sample, max_pixels=budget, what=kind.upper())

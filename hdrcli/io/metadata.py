@@ -151,8 +151,8 @@ def gps_degrees(gps: dict[int, Any]) -> tuple[float, float, float | None] | None
 def read_metadata(path: str | os.PathLike[str]) -> PhotoMetadata | None:
     """The carried EXIF fields of an image file, or None when it has none (or they are unreadable).
 
-    Reads JPEG, TIFF and TIFF-based RAW files through piexif; other files (PNG without
-    EXIF, non-TIFF RAW) give None. Never raises for bad metadata: warns and returns None.
+    Reads JPEG, TIFF and TIFF-based RAW files through piexif (HEIF: its EXIF item, found by
+    pillow-heif); other files (PNG without EXIF, non-TIFF RAW) give None. Never raises for bad metadata: warns and returns None.
     """
     import piexif
 
@@ -160,9 +160,16 @@ def read_metadata(path: str | os.PathLike[str]) -> PhotoMetadata | None:
     source = path.name
     try:
         with open(path, "rb") as fh:
-            head = fh.read(4)
-        if head[:2] == b"\xff\xd8" or head in (b"II*\x00", b"MM\x00*"):
+            head = fh.read(16)
+        if head[:2] == b"\xff\xd8" or head[:4] in (b"II*\x00", b"MM\x00*"):
             exif = piexif.load(str(path))
+        elif head[4:8] == b"ftyp":  # HEIF: its EXIF item, through pillow-heif (no pixels decoded)
+            from hdrcli.io.exif import exif_tiff_block, heif_exif
+
+            blob = exif_tiff_block(heif_exif(str(path)))
+            if not blob:
+                return None
+            exif = piexif.load(b"Exif\x00\x00" + blob)
         else:
             return None
     except Exception as exc:  # piexif raises assorted errors on malformed blocks
