@@ -9,6 +9,7 @@ of the EXIF sub-IFD ("EXIF ..."), so both prefixes are looked up.
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
@@ -142,6 +143,10 @@ def parse_exif_file(fh: Any) -> ExifInfo:
     """Parse EXIF from an open binary file (exifread seeks to the tags; the file is not read whole)."""
     fh.seek(0)
     if fh.read(12)[4:8] == b"ftyp":  # HEIF: exifread's own HEIF parser fails on libheif's files
+        from hdrcli.io.limits import max_file_bytes
+
+        if fh.seek(0, os.SEEK_END) > max_file_bytes():  # pillow-heif reads the whole file
+            return ExifInfo()
         fh.seek(0)
         return parse_exif_bytes(exif_tiff_block(heif_exif(fh)))
     try:

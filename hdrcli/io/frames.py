@@ -223,6 +223,8 @@ def _read_heif(path: Path, data: bytes, max_pixels: int | None = None) -> Frame:
         raise
     except (ValueError, RuntimeError, OSError, SyntaxError, MemoryError, KeyError, TypeError) as exc:
         raise HdrError(f"HEIF file could not be decoded ({' '.join(str(exc).split())})", path) from None
+    if image.ndim == 2:  # monochrome
+        image = image[..., None].repeat(3, axis=2)
     if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype not in (np.uint8, np.uint16):
         raise HdrError(f"unsupported HEIF image ({image.dtype}, shape {image.shape})", path)
     exif = parse_exif_bytes(exif_tiff_block(blob))
