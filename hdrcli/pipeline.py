@@ -246,6 +246,10 @@ def fuse_bracket(
         runner = make_runner(info.name, runtime, size=model_size, device=device, tile=tile,
                              bracket=(len(bracket.frames), bracket.reference, keep_maps))
         timings["load_s"] = time.perf_counter() - t0
+    if learned:
+        t0 = time.perf_counter()
+        runner.prepare(*bracket.frames[0].pixels.shape[:2], len(bracket.frames), bracket.reference)
+        timings["load_s"] = timings.get("load_s", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
     warps = estimate_warps(bracket, align)
     timings["align_s"] = time.perf_counter() - t0
@@ -506,7 +510,8 @@ def fuse(
     )
     result = fuse_bracket(bracket, info, align, response, guard, model_size, device, runtime, tile, progress,
                           runner=runner, keep_maps=save_weights is not None)
-    result.timings.update(timings)
+    for stage, seconds in timings.items():  # load_s in both: making the runner here, preparing it there
+        result.timings[stage] = result.timings.get(stage, 0.0) + seconds
     if crop:
         crop_to_covered_area(result)
     if save_weights is None:
@@ -726,6 +731,7 @@ def expand(
     else:
         t0 = time.perf_counter()
         runner = make_runner(backend, runtime, size=model_size, device=device, tile=tile)
+        runner.prepare(*frame.pixels.shape[:2])
         timings["load_s"] = resolve_s + time.perf_counter() - t0  # "model": importing torch included
         if frame.linear and crf is not None:
             warn(f"{frame.name}: RAW data are linear; --crf is not used")

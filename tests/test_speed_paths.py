@@ -223,6 +223,23 @@ def test_twostage_auto_runs_the_whole_photo_export_and_hands_mid_size_photos_to_
     assert explicit._torch is None
 
 
+def test_auto_loads_its_torch_fallback_when_prepared(monkeypatch):
+    """What auto hands to torch is loaded by ``prepare`` (timed as loading, not as the network):
+    a bracket of 1 MP or less, or a 1.1-2 MP photo; a larger bracket stays on ONNX Runtime."""
+    from hdrcli.runtime import auto_runtime, make_runner
+
+    if auto_runtime("lffnet") != "onnx":
+        pytest.skip("lffnet's exports are not current")
+    runner = make_runner("lffnet", "auto", device="cpu")
+    runner.prepare(1200, 1600, 3, None)
+    assert runner._torch is None
+    runner.prepare(480, 720, 3, None)
+    assert runner._torch is not None
+    photo_runner = make_runner("twostage", "auto", device="cpu")
+    photo_runner.prepare(1000, 1500)
+    assert type(photo_runner).__name__ != "OnnxRunner" or photo_runner._torch is not None
+
+
 @pytest.mark.parametrize("backend,files,kwargs,message", [
     ("lffnet", 1, {}, "at least 2 frames"),
     ("lffnet", 3, {"reference": "3"}, "out of range"),

@@ -183,14 +183,29 @@ class OnnxRunner(TiledRunner):
             raise HdrError(f"the ONNX export of '{self.name}' fuses 3 frames with the middle reference, not a "
                            f"{frames}-frame bracket with reference {reference}: use --runtime torch (or auto)")
 
+    def _fallback(self, height: int, width: int, frames: int | None = None, reference: int | None = None) -> str | None:
+        """Why a job of this shape goes to torch under ``--runtime auto`` (None: it stays here).
+        ``frames`` None: a single photo."""
+        if not self.fallback_device:
+            return None
+        if frames is None:
+            if self.whole_path is not None and ONNX_WHOLE_PIXELS < height * width <= self.whole_image_pixels:
+                return "photos of 1.1-2 MP"
+            return None
+        taken = self.takes(frames, frames // 2 if reference is None else reference)
+        return None if taken and self._reduces(height, width) else "3 frames, middle reference, above 1 MP"
+
+    def prepare(self, height: int, width: int, frames: int | None = None, reference: int | None = None) -> None:
+        fallback = self._fallback(height, width, frames, reference)
+        if fallback:
+            self._torch_runner(fallback)
+
     def fuse(self, frames: list[np.ndarray], exposures: list[float], *args, reference: int | None = None,
              maps: bool = False, **kwargs) -> np.ndarray:
-        n = len(frames)
-        taken = self.takes(n, n // 2 if reference is None else reference)
+        fallback = self._fallback(*frames[0].shape[:2], len(frames), reference)
+        if fallback:
+            return self._torch_runner(fallback).fuse(frames, exposures, *args, reference=reference, maps=maps, **kwargs)
         reduced = self._reduces(*frames[0].shape[:2])
-        if self.fallback_device and not (taken and reduced):
-            return self._torch_runner("3 frames, middle reference, above 1 MP").fuse(
-                frames, exposures, *args, reference=reference, maps=maps, **kwargs)
         if maps and not reduced:  # the tile export has no weight maps; the merge head (above 1 MP) has
             raise HdrError(f"the ONNX tile export of '{self.name}' gives no weight maps (photos up to 1 MP): "
                            "use --runtime torch (or auto)")
@@ -199,9 +214,9 @@ class OnnxRunner(TiledRunner):
     def predict(self, image: np.ndarray, progress=None) -> np.ndarray:
         """As :meth:`TiledRunner.predict`; with a torch fallback (``--runtime auto``), photos run whole
         above ONNX_WHOLE_PIXELS go to torch (ONNX Runtime's whole run takes twice its memory)."""
-        h, w = np.shape(image)[:2]
-        if self.fallback_device and self.whole_path is not None and ONNX_WHOLE_PIXELS < h * w <= self.whole_image_pixels:
-            return self._torch_runner("photos of 1.1-2 MP").predict(image, progress)
+        fallback = self._fallback(*np.shape(image)[:2])
+        if fallback:
+            return self._torch_runner(fallback).predict(image, progress)
         return super().predict(image, progress)
 
     def _torch_runner(self, what: str):

@@ -154,6 +154,10 @@ class TiledRunner:
     def _check_bracket(self, frames: int, reference: int, maps: bool) -> None:
         """Hook: a runtime that takes fewer bracket shapes than torch refuses here, before any tile."""
 
+    def prepare(self, height: int, width: int, frames: int | None = None, reference: int | None = None) -> None:
+        """Hook: load now what a job of this shape will run on (``frames`` None: a single photo), so
+        that the job's timings count loading as loading (ONNX Runtime's torch fallback imports torch)."""
+
     def fuse(self, frames: list[np.ndarray], exposures: list[float],
              progress: Callable[[int, int], None] | None = None, response: np.ndarray | None = None,
              reference: int | None = None, maps: bool = False,
