@@ -744,7 +744,8 @@ def expand(
                  "crf": f"the camera response in {Path(crf).name if crf else ''}"}[expansion.response]
         log_info(f"{frame.name}: linearised with {curve}")
         if expansion.clipped_fraction == 0:
-            warn(f"{frame.name}: no clipped pixels: the output is the linearised photo (crushed shadows denoised)")
+            denoised = " (crushed shadows denoised)" if expansion.shadow.any() else ""
+            warn(f"{frame.name}: no clipped pixels: the output is the linearised photo{denoised}")
         else:
             log_info(f"{frame.name}: {100 * expansion.clipped_fraction:.2f}% of pixels clipped: filled by {backend}")
         units = "relative radiance; 1.0 = clipping level of the input photo"
