@@ -564,6 +564,38 @@ def test_tonemap_of_hdr_leaves_temp_folder_empty(tmp_path, monkeypatch):
     assert list(temp.iterdir()) == []
 
 
+def test_learned_runs_leave_the_temp_folder_empty(tmp_path):
+    """onnxruntime 1.31's telemetry SDK writes $TMPDIR/.ses when it loads, and torch's ONNX export
+    fills $TMPDIR/torchinductor_USER: both are given a private scratch folder, removed after."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.clip(np.arange(64 * 96 * 3).reshape(64, 96, 3) % 256, 0, 255).astype(np.uint8))
+    env = dict(os.environ, TMPDIR=str(temp))
+    for args in (["expand", photo, "-o", tmp_path / "out.exr", "--runtime", "onnx", "--device", "cpu"],
+                 ["export", "--backend", "twostage", "--whole", "-o", tmp_path / "twostage.onnx"]):
+        r = subprocess.run([sys.executable, "-m", "hdrcli.cli", *map(str, args)], capture_output=True, text=True,
+                           env=env, timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert list(temp.iterdir()) == [], args[0]
+
+
+def test_private_scratch_points_libraries_at_a_folder_it_removes(monkeypatch, tmp_path):
+    import tempfile
+
+    from hdrcli.io.atomic import private_scratch
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    before = tempfile.tempdir
+    with private_scratch() as folder:
+        assert os.environ["TMPDIR"] == str(folder) == tempfile.gettempdir()
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"].startswith(str(folder))
+        (folder / ".ses").write_text("left by a library")
+    assert not folder.exists() and os.environ["TMPDIR"] == str(tmp_path)
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ and tempfile.tempdir == before
+
+
 # ----------------------------------------------------------------------------- 6. names
 
 def test_non_utf8_file_names(tmp_path):

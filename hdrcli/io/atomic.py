@@ -389,3 +389,31 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             if leftover is not None:
                 with contextlib.suppress(OSError):
                     leftover.unlink()
+
+
+@contextlib.contextmanager
+def private_scratch() -> Iterator[Path]:
+    """Run a block with every library's scratch space in a private folder, removed afterwards.
+
+    Some libraries write files of their own where TMPDIR points (onnxruntime 1.31's telemetry SDK
+    leaves ``$TMPDIR/.ses`` when it loads; torch's ONNX export fills ``$TMPDIR/torchinductor_USER``)
+    and hdrcli writes only where the user said. For the block, TMPDIR (C and C++ code), Python's
+    ``tempfile`` and torch inductor's cache point at a fresh folder, which is removed at the end.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "scratch-"))
+    names = ("TMPDIR", "TORCHINDUCTOR_CACHE_DIR")
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved_tempdir = tempfile.tempdir
+    os.environ["TMPDIR"] = str(folder)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder / "inductor")
+    tempfile.tempdir = str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = saved_tempdir
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(folder, ignore_errors=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from hdrcli.errors import HdrError
-from hdrcli.io.atomic import atomic_path
+from hdrcli.io.atomic import atomic_path, private_scratch
 from hdrcli.backends import get_spec
 from hdrcli.models.registry import MULTI_EXPOSURE
 from hdrcli.runtime.runner import SYNTHESIS_MULTIPLE, WHOLE_EXPORTS
@@ -148,7 +148,8 @@ def _export(net: torch.nn.Module, example: tuple[torch.Tensor, ...], output: str
     if output.suffix.lower() != ".onnx":
         raise HdrError("output must end in .onnx", output)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with atomic_path(output) as tmp, warnings.catch_warnings():
+    # private_scratch: the dynamo export fills $TMPDIR/torchinductor_USER, outside the user's folders.
+    with atomic_path(output) as tmp, warnings.catch_warnings(), private_scratch():
         warnings.simplefilter("ignore")
         torch.onnx.export(net.eval(), example, str(tmp), dynamo=True, input_names=inputs, output_names=outputs,
                           external_data=False, verbose=False, dynamic_shapes=dynamic_shapes)

@@ -11,12 +11,14 @@ downsized to 1 MP); twostage without torch.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from hdrcli.backends import get_spec
 from hdrcli.errors import HdrError
+from hdrcli.io.atomic import private_scratch
 from hdrcli.log import info
 from hdrcli.runtime.runner import (
     DEFAULT_OVERLAP,
@@ -28,6 +30,24 @@ from hdrcli.runtime.runner import (
 )
 
 
+def load_onnxruntime():
+    """The onnxruntime module, loaded so that it leaves no file behind.
+
+    onnxruntime 1.31 embeds Microsoft's 1DS telemetry SDK, which writes a session file
+    (``$TMPDIR/.ses``: first-launch time and an SDK id) when the module loads: a file outside the
+    folders the user named (found by scripts/fuzz.py). It is loaded in a private scratch folder,
+    removed at once (:func:`hdrcli.io.atomic.private_scratch`; the SDK writes there only while
+    loading), and its telemetry events are switched off.
+    """
+    if "onnxruntime" in sys.modules:
+        return sys.modules["onnxruntime"]
+    with private_scratch():
+        import onnxruntime
+    if hasattr(onnxruntime, "disable_telemetry_events"):
+        onnxruntime.disable_telemetry_events()
+    return onnxruntime
+
+
 def make_session(path: Path, device: str = "auto", once: bool = False, layout: bool = True):
     """An InferenceSession on CUDA if asked/available and working, else CPU; returns (session, provider).
 
@@ -37,7 +57,7 @@ def make_session(path: Path, device: str = "auto", once: bool = False, layout: b
     up to "extended", without the CPU layout transformations (blocked NCHWc), which on twostage's
     graph cost 4.4-4.9 s and 1.93 GB against 1.6-1.8 s and 1.19 GB at 1024 x 768, and no memory
     arena (below)."""
-    import onnxruntime as ort
+    ort = load_onnxruntime()
 
     from hdrcli.runtime.runner import nvidia_device_present
     from hdrcli.threads import current
